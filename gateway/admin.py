@@ -1,0 +1,119 @@
+"""The admin API under /admin (SPEC section 8), guarded by GATEWAY_MASTER_KEY."""
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.appkeys import CLOCK, KEYS, LEDGER, OPTIONS, STORE, TABLE
+from gateway.errors import AuthError, GatewayError, InvalidRequest
+from gateway.keys import KeyLimits, create_key, revoke_key, update_key
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FIELDS = {"name", "rpm", "tpm", "max_budget", "budget_period", "models"}
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _guard(request: web.Request) -> None:
+    master = request.app[OPTIONS].master_key
+    if not master:
+        raise GatewayError("Not found.", status=404, code="not_found")
+    given = request.headers.get("Authorization", "")
+    token = given[7:].strip() if given.startswith("Bearer ") else ""
+    if not hmac.compare_digest(token.encode(), master.encode()):
+        raise AuthError("The admin API needs 'Authorization: Bearer <master key>'.")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise InvalidRequest(f"Unknown field {unknown[0]!r}.", param=unknown[0], code="unsupported_parameter")
+    return body
+
+
+def _limits(body: dict[str, Any]) -> KeyLimits:
+    return KeyLimits(rpm=body.get("rpm"), tpm=body.get("tpm"), budget=body.get("max_budget"),
+                     period=body.get("budget_period"), models=body.get("models"), models_given="models" in body)
+
+
+def _key_or_404(request: web.Request):
+    state = request.app[KEYS].by_id.get(request.match_info["key_id"])
+    if state is None:
+        raise GatewayError("No key with that id.", status=404, code="key_not_found")
+    return state
+
+
+async def create(request: web.Request) -> web.Response:
+    _guard(request)
+    body = await _body(request)
+    app = request.app
+    row, secret = await create_key(app[STORE], body.get("name"), _limits(body), app[TABLE].table.settings.limits,
+                                   app[CLOCK].now())
+    state = app[KEYS].put(row)
+    return _json({**state.report(app[CLOCK].now()), "key": secret}, status=201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    _guard(request)
+    now = request.app[CLOCK].now()
+    data = [state.report(now) for state in request.app[KEYS].by_id.values()]
+    return _json({"object": "list", "data": data})
+
+
+async def show(request: web.Request) -> web.Response:
+    _guard(request)
+    return _json(_key_or_404(request).report(request.app[CLOCK].now()))
+
+
+async def patch(request: web.Request) -> web.Response:
+    _guard(request)
+    state = _key_or_404(request)
+    body = await _body(request)
+    app = request.app
+    if "name" in body:
+        raise InvalidRequest("A key's name cannot be changed.", param="name")
+    row = await update_key(app[STORE], state.row.id, _limits(body), app[TABLE].table.settings.limits,
+                           app[CLOCK].now())
+    return _json(app[KEYS].put(row).report(app[CLOCK].now()))
+
+
+async def revoke(request: web.Request) -> web.Response:
+    _guard(request)
+    state = _key_or_404(request)
+    app = request.app
+    row = await revoke_key(app[STORE], state.row.id, app[CLOCK].now())
+    return _json(app[KEYS].put(row).report(app[CLOCK].now()))
+
+
+async def spend(request: web.Request) -> web.Response:
+    _guard(request)
+    by = request.query.get("by", "key")
+    since = request.query.get("since")
+    if by not in ("key", "model", "day"):
+        raise InvalidRequest("'by' must be key, model or day.", param="by")
+    if since is not None and not _DATE.match(since):
+        raise InvalidRequest("'since' must be a date, YYYY-MM-DD.", param="since")
+    await request.app[LEDGER].flush()
+    rows = await request.app[STORE].spend(by, since)
+    return _json({"object": "list", "data": rows})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/admin/keys", create)
+    app.router.add_get("/admin/keys", list_keys)
+    app.router.add_get("/admin/keys/{key_id}", show)
+    app.router.add_patch("/admin/keys/{key_id}", patch)
+    app.router.add_delete("/admin/keys/{key_id}", revoke)
+    app.router.add_get("/admin/spend", spend)

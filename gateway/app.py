@@ -1,0 +1,64 @@
+"""create_app(): routes, middleware, and every object with a lifetime."""
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from gateway import admin, handlers, proxy
+from gateway.appkeys import CLOCK, KEYS, LEDGER, OPTIONS, ROUTER, STORE, TABLE, UPSTREAM, ServerOptions, TableHolder
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.errors import error_middleware
+from gateway.keys import KeyRegistry
+from gateway.ledger import LedgerWriter
+from gateway.reload import watchers_ctx
+from gateway.router import Router
+from gateway.routing import RoutingTable
+from gateway.store import Store
+from gateway.upstream import Upstream
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler):
+    request_id = uuid.uuid4().hex
+    request["request_id"] = request_id
+    response = await handler(request)
+    if not response.prepared:
+        response.headers["x-request-id"] = request_id
+    return response
+
+
+async def _store_ctx(app: web.Application):
+    store = await Store.open(app[OPTIONS].db_path)
+    app[STORE] = store
+    keys = KeyRegistry()
+    await keys.load(store, app[CLOCK].now())
+    app[KEYS] = keys
+    ledger = LedgerWriter(store)
+    ledger.start()
+    app[LEDGER] = ledger
+    yield
+    await ledger.close()
+    await store.close()
+
+
+async def _upstream_ctx(app: web.Application):
+    upstream = Upstream.create()
+    app[UPSTREAM] = upstream
+    yield
+    await upstream.close()
+
+
+def create_app(config: Config, options: ServerOptions, clock: Clock | None = None) -> web.Application:
+    app = web.Application(middlewares=[request_id_middleware, error_middleware], client_max_size=1024 ** 3)
+    app[OPTIONS] = options
+    app[CLOCK] = clock or Clock()
+    app[TABLE] = TableHolder(RoutingTable(config))
+    app[ROUTER] = Router()
+    app.cleanup_ctx.extend([_store_ctx, _upstream_ctx, watchers_ctx])
+    app.router.add_post("/v1/chat/completions", proxy.chat_completions)
+    app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_get("/health", handlers.health)
+    admin.add_routes(app)
+    return app

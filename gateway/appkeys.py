@@ -1,0 +1,43 @@
+"""Every shared object of the app, under a typed key (one module, so no import cycles)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.clock import Clock
+from gateway.keys import KeyRegistry
+from gateway.ledger import LedgerWriter
+from gateway.router import Router
+from gateway.routing import RoutingTable
+from gateway.store import Store
+from gateway.upstream import Upstream
+
+
+@dataclass
+class ServerOptions:
+    config_path: str | None
+    db_path: str
+    master_key: str | None = None
+    key_poll_interval: float = 1.0
+    config_poll_interval: float = 1.0
+
+    def __repr__(self) -> str:  # never show the master key
+        return f"ServerOptions(config_path={self.config_path!r}, db_path={self.db_path!r})"
+
+
+class TableHolder:
+    """The current routing table; replaced whole on reload."""
+
+    def __init__(self, table: RoutingTable):
+        self.table = table
+
+
+OPTIONS = web.AppKey("options", ServerOptions)
+CLOCK = web.AppKey("clock", Clock)
+TABLE = web.AppKey("table", TableHolder)
+STORE = web.AppKey("store", Store)
+KEYS = web.AppKey("keys", KeyRegistry)
+LEDGER = web.AppKey("ledger", LedgerWriter)
+ROUTER = web.AppKey("router", Router)
+UPSTREAM = web.AppKey("upstream", Upstream)

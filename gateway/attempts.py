@@ -1,0 +1,116 @@
+"""One request's journey (`Exchange`) and the loop of attempts across a route's targets."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from gateway.appkeys import CLOCK, ROUTER
+from gateway.dialects.base import TargetView
+from gateway.errors import GatewayError, UpstreamFailed
+from gateway.keys import KeyState
+from gateway.limits import Admission
+from gateway.routing import RouteEntry, TargetEntry
+from gateway.upstream import AttemptFailed
+
+log = logging.getLogger("gateway.attempts")
+
+
+class Exchange:
+    """One request's journey: what the ledger row and the response headers need."""
+
+    __slots__ = ("request_id", "key", "row", "admission", "headers", "started", "attempts", "target")
+
+    def __init__(self, request_id: str, key: KeyState, created_at: str, started: float):
+        self.request_id = request_id
+        self.key = key
+        self.started = started
+        self.attempts = 0
+        self.target: TargetEntry | None = None
+        self.admission: Admission | None = None
+        self.headers: dict[str, str] = {"x-request-id": request_id}
+        self.row: dict[str, Any] = {"request_id": request_id, "key_id": key.row.id, "created_at": created_at,
+                                    "stream": 0, "status": "rejected", "prompt_tokens": 0, "completion_tokens": 0,
+                                    "total_tokens": 0, "cost_usd": 0.0, "attempts": 0}
+
+    def use_target(self, target: TargetEntry, model: str) -> None:
+        self.target = target
+        self.headers["x-gateway-provider"] = target.provider
+        self.headers["x-gateway-model"] = model
+        self.row["provider"] = target.provider
+        self.row["upstream_model"] = model
+
+    def book(self, prompt: int, completion: int, reasoning: int | None, estimated: bool) -> None:
+        row = self.row
+        row["prompt_tokens"], row["completion_tokens"], row["reasoning_tokens"] = prompt, completion, reasoning
+        row["total_tokens"] = prompt + completion
+        row["cost_usd"] = self.target.cost(prompt, completion) if self.target else 0.0
+        row["usage_source"] = "estimated" if estimated else "upstream"
+
+
+def upstream_body(body: dict[str, Any], target: TargetEntry, thinking: bool) -> tuple[dict[str, Any], str]:
+    """The client's body adapted to one target's thinking form; returns (body, upstream model)."""
+    form = target.target.thinking
+    if "thinking" not in body:
+        return body, target.model
+    body = dict(body)
+    if not thinking or form is None or not form.native:
+        del body["thinking"]
+    if thinking and form is not None:
+        if form.model:
+            return body, form.model
+        if form.params:
+            body.update(form.params)
+    return body, target.model
+
+
+def final_error(failure: AttemptFailed, provider: str) -> GatewayError:
+    if failure.kind == "auth":
+        log.error("upstream %s refused the gateway's credentials (HTTP %s); check its api_key", provider,
+                  failure.status)
+        return UpstreamFailed(f"The upstream provider {provider!r} refused the gateway's credentials.",
+                              code="upstream_auth_failed")
+    if failure.kind == "status" and failure.status is not None and 400 <= failure.status < 500 \
+            and not failure.retryable:
+        return GatewayError(f"Upstream rejected the request: {failure.message}", status=failure.status,
+                            code="upstream_rejected")
+    if failure.kind == "timeout":
+        return GatewayError(f"Upstream timed out: {failure.message}", status=504, type="api_error",
+                            code="upstream_timeout")
+    status = f" (last upstream status {failure.status})" if failure.status else ""
+    return UpstreamFailed(f"All upstream attempts failed{status}: {failure.message}")
+
+
+async def attempt_loop(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
+                       body: dict[str, Any], thinking: bool, attempt):
+    """Try targets in order (wrapping around) until one works or retries run out."""
+    app = request.app
+    router, clock = app[ROUTER], app[CLOCK]
+    retries = entry.route.retries
+    failure: AttemptFailed | None = None
+    for n in range(retries + 1):
+        target = order[n % len(order)]
+        sent, model = upstream_body(body, target, thinking)
+        ex.use_target(target, model)
+        ex.attempts = n + 1
+        ex.headers["x-gateway-attempts"] = str(n + 1)
+        began = clock.monotonic()
+        try:
+            result = await attempt(target, target.dialect.build_request(sent, _view(target, model), bool(
+                body.get("stream"))), began)
+        except AttemptFailed as exc:
+            failure = exc
+            router.failed(target, clock.now())
+            if not exc.retryable or n == retries:
+                break
+            await asyncio.sleep(router.backoff(n, exc.retry_after))
+            continue
+        return result
+    raise final_error(failure, ex.target.provider if ex.target else "?")
+
+
+def _view(target: TargetEntry, model: str) -> TargetView:
+    return target.view if model == target.view.model else replace(target.view, model=model)

@@ -1,0 +1,235 @@
+"""The `gateway` command line: arguments -> settings -> run (SPEC section 2).
+
+Bad flags or values end in a one-line error and a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+from gateway.config import Config, ConfigError, Limits, load_config
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage dump
+        print(f"gateway: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+class Fail(Exception):
+    """A user error: printed as one line, exit 1."""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=os.environ.get("GATEWAY_DB", "gateway.db"), help="SQLite file (env GATEWAY_DB)")
+    p.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"),
+                   help="routes file (env GATEWAY_CONFIG)")
+
+
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rpm", type=int)
+    p.add_argument("--tpm", type=int)
+    p.add_argument("--budget", type=float, help="USD")
+    p.add_argument("--period", choices=("never", "daily", "monthly"))
+    p.add_argument("--models", help="comma-separated route names; empty for all")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gateway", description="OpenAI-compatible LLM gateway")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = sub.add_parser("serve", help="run the server")
+    _common(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"))
+    check = sub.add_parser("check", help="validate the config")
+    _common(check)
+    keys = sub.add_parser("keys", help="manage client keys")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    create = ksub.add_parser("create")
+    _common(create)
+    create.add_argument("--name", required=True)
+    _limit_flags(create)
+    create.add_argument("--json", action="store_true")
+    for name in ("list", "show"):
+        p = ksub.add_parser(name)
+        _common(p)
+        if name == "show":
+            p.add_argument("id")
+        p.add_argument("--json", action="store_true")
+    update = ksub.add_parser("update")
+    _common(update)
+    update.add_argument("id")
+    _limit_flags(update)
+    revoke = ksub.add_parser("revoke")
+    _common(revoke)
+    revoke.add_argument("id")
+    spend = sub.add_parser("spend", help="spend from the ledger")
+    _common(spend)
+    spend.add_argument("--by", choices=("key", "model", "day"), default="key")
+    spend.add_argument("--since", help="YYYY-MM-DD")
+    spend.add_argument("--json", action="store_true")
+    return parser
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        raise Fail("\n".join(err.problems)) from None
+
+
+def _caps(path: str) -> Limits:
+    """Key caps come from the config when there is one; defaults otherwise."""
+    return _load(path).settings.limits if os.path.exists(path) else Limits()
+
+
+def cmd_check(args) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem)
+        return 1
+    print(f"ok: {len(config.providers)} providers, {len(config.routes)} routes")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from aiohttp import web
+
+    from gateway.app import create_app
+    from gateway.appkeys import ServerOptions
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    config = _load(args.config)
+    options = ServerOptions(config_path=args.config, db_path=args.db,
+                            master_key=os.environ.get("GATEWAY_MASTER_KEY") or None)
+    try:
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    app = create_app(config, options)
+    print(f"gateway: serving {len(config.routes)} routes on http://{args.host}:{args.port}/v1", flush=True)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, handler_cancellation=True,
+                shutdown_timeout=15)
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[("" if r.get(c) is None else f"{r[c]:.6f}" if isinstance(r.get(c), float) else str(r[c]))
+              for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+_KEY_COLUMNS = ("id", "name", "key_prefix", "rpm_limit", "tpm_limit", "max_budget", "budget_period", "models",
+                "rpm_used", "tpm_used", "spend_period", "revoked_at")
+
+
+async def _keys(args) -> int:
+    from gateway.keys import KeyLimits, KeyRegistry, create_key, revoke_key, update_key
+    from gateway.store import Store
+
+    store = await Store.open(args.db)
+    try:
+        now = time.time()
+        command = args.keys_command
+        if command in ("create", "update"):
+            models = None
+            if args.models is not None:
+                models = [m.strip() for m in args.models.split(",") if m.strip()] or None
+            limits = KeyLimits(rpm=args.rpm, tpm=args.tpm, budget=args.budget, period=args.period, models=models,
+                               models_given=args.models is not None)
+            from gateway.errors import GatewayError
+            try:
+                if command == "create":
+                    row, secret = await create_key(store, args.name, limits, _caps(args.config), now)
+                    if args.json:
+                        print(json.dumps({"id": row.id, "key": secret}))
+                    else:
+                        print(f"created key {row.id} ({row.name})\n{secret}\nThe secret is shown only now.")
+                    return 0
+                row = await update_key(store, args.id, limits, _caps(args.config), now)
+            except GatewayError as err:
+                raise Fail(err.message.replace("settings.limits", f"settings.limits of {args.config}")) from None
+            if row is None:
+                raise Fail(f"no key {args.id!r}")
+            print(f"updated key {row.id}")
+            return 0
+        if command == "revoke":
+            row = await revoke_key(store, args.id, now)
+            if row is None:
+                raise Fail(f"no key {args.id!r}")
+            print(f"revoked key {row.id}")
+            return 0
+        registry = KeyRegistry()
+        await registry.load(store, now)
+        reports = [s.report(now) for s in registry.by_id.values()]
+        if command == "show":
+            reports = [r for r in reports if r["id"] == args.id]
+            if not reports:
+                raise Fail(f"no key {args.id!r}")
+            print(json.dumps(reports[0], indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in reports[0].items()))
+            return 0
+        if args.json:
+            print(json.dumps(reports, indent=2))
+        else:
+            _print_table([{**r, "models": ",".join(r["models"]) if r["models"] else "*"} for r in reports],
+                         _KEY_COLUMNS)
+        return 0
+    finally:
+        await store.close()
+
+
+async def _spend(args) -> int:
+    import re
+
+    from gateway.store import Store
+
+    if args.since is not None and not re.match(r"^\d{4}-\d{2}-\d{2}$", args.since):
+        raise Fail("--since must be a date, YYYY-MM-DD")
+    store = await Store.open(args.db)
+    try:
+        rows = await store.spend(args.by, args.since)
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        first = {"key": ("key_id", "name"), "model": ("model",), "day": ("day",)}[args.by]
+        _print_table(rows, (*first, "requests", "prompt_tokens", "completion_tokens", "cost_usd"))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return cmd_check(args)
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "keys":
+            return asyncio.run(_keys(args))
+        return asyncio.run(_spend(args))
+    except Fail as err:
+        print(f"gateway: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"gateway: error: {err.strerror or err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,30 @@
+"""Time, injected so limit tests can move it instead of sleeping."""
+from __future__ import annotations
+
+import time
+
+
+class Clock:
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class ManualClock(Clock):
+    """A clock that only moves when told: for tests and simulations."""
+
+    def __init__(self, start: float | None = None):
+        self._now = time.time() if start is None else start
+        self._mono = 0.0
+
+    def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+        self._mono += seconds

@@ -1,0 +1,373 @@
+"""The Anthropic Messages API dialect.
+
+Owns every translation between the OpenAI chat-completions shape and
+Anthropic's `/v1/messages`: building the upstream request, reading a whole
+response, turning the typed stream events (`message_start`,
+`content_block_delta`, ...) into neutral `Delta`s, and reading Anthropic error
+bodies. Pure data in, data out: no I/O, no clock, no aiohttp.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.dialects.base import (
+    Completion,
+    Delta,
+    SSEEvent,
+    TargetView,
+    UpstreamError,
+    UpstreamRequest,
+    Usage,
+)
+
+name = "anthropic"
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+DEFAULT_THINKING_BUDGET = 2048
+MIN_THINKING_BUDGET = 1024      # Anthropic refuses smaller budgets
+ANSWER_ROOM = 1024              # tokens left for the answer above the budget
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+TOOL_CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+
+
+# ---------------------------------------------------------------- request
+
+def build_request(body: dict[str, Any], target: TargetView, stream: bool) -> UpstreamRequest:
+    """Build the upstream request from scratch, so unknown OpenAI fields never leak."""
+    system, messages = _convert_messages(body.get("messages") or [])
+    out: dict[str, Any] = {"model": target.model, "messages": messages}
+    if system:
+        out["system"] = system
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+    out["max_tokens"] = max_tokens
+    for field in ("temperature", "top_p"):
+        if body.get(field) is not None:
+            out[field] = body[field]
+    stop = body.get("stop")
+    if stop:
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    tools = [_convert_tool(t) for t in body.get("tools") or [] if t.get("type", "function") == "function"]
+    if tools:
+        out["tools"] = tools
+        choice = _convert_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+        if choice:
+            out["tool_choice"] = choice
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = max(int(thinking.get("budget_tokens") or DEFAULT_THINKING_BUDGET), MIN_THINKING_BUDGET)
+        out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        if out["max_tokens"] <= budget:
+            out["max_tokens"] = budget + ANSWER_ROOM
+    if body.get("user"):
+        out["metadata"] = {"user_id": str(body["user"])}
+    if stream:
+        out["stream"] = True
+
+    headers = {"anthropic-version": API_VERSION, "content-type": "application/json"}
+    if target.api_key:
+        headers["x-api-key"] = target.api_key
+    headers.update(target.headers or {})
+    url = (target.base_url or "https://api.anthropic.com").rstrip("/") + "/v1/messages"
+    return UpstreamRequest(url=url, headers=headers, body=out)
+
+
+def _convert_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """Hoist system text to the top and merge same-role turns: Anthropic wants strict alternation."""
+    system_parts: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for msg in messages:
+        role = msg.get("role")
+        if role in ("system", "developer"):
+            system_parts.extend(_texts(msg.get("content")))
+            continue
+        if role == "user":
+            blocks = _content_blocks(msg.get("content"))
+        elif role == "assistant":
+            blocks = _assistant_blocks(msg)
+        elif role == "tool":
+            role, blocks = "user", [_tool_result(msg)]
+        else:
+            continue
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return "\n\n".join(p for p in system_parts if p), turns
+
+
+def _texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    return [p.get("text", "") for p in content or [] if isinstance(p, dict) and p.get("type") == "text"]
+
+
+def _content_blocks(content: Any) -> list[dict[str, Any]]:
+    """OpenAI content (string or parts) to Anthropic blocks; empty text is dropped (Anthropic refuses it)."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            if not part.get("text"):
+                continue
+            block = {"type": "text", "text": part["text"]}
+            if "cache_control" in part:
+                block["cache_control"] = part["cache_control"]
+            blocks.append(block)
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url", "") if isinstance(image, dict) else str(image or "")
+            blocks.append({"type": "image", "source": _image_source(url)})
+        else:
+            blocks.append(part)     # already Anthropic-shaped (document, image, ...) or refused upstream
+    return blocks
+
+
+def _image_source(url: str) -> dict[str, Any]:
+    if url.startswith("data:") and ";base64," in url:
+        header, data = url[5:].split(",", 1)
+        return {"type": "base64", "media_type": header.split(";", 1)[0], "data": data}
+    return {"type": "url", "url": url}
+
+
+def _assistant_blocks(msg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Thinking first (only when signed: Anthropic refuses unsigned thinking), then text, then tool uses."""
+    blocks: list[dict[str, Any]] = []
+    if msg.get("reasoning_content") and msg.get("reasoning_signature"):
+        blocks.append({"type": "thinking", "thinking": msg["reasoning_content"],
+                       "signature": msg["reasoning_signature"]})
+    blocks.extend(_content_blocks(msg.get("content")))
+    for call in msg.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        blocks.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"),
+                       "input": _parse_arguments(fn.get("arguments"))})
+    return blocks
+
+
+def _parse_arguments(arguments: Any) -> dict[str, Any]:
+    """Anthropic wants `input` as an object; anything that is not a JSON object becomes {}."""
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        parsed = orjson.loads(arguments or "{}")
+    except (orjson.JSONDecodeError, TypeError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _tool_result(msg: dict[str, Any]) -> dict[str, Any]:
+    content = msg.get("content")
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": msg.get("tool_call_id")}
+    if isinstance(content, str):
+        result["content"] = content
+    elif content:
+        result["content"] = _content_blocks(content)
+    return result
+
+
+def _convert_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    fn = tool.get("function") or {}
+    out = {"name": fn.get("name"),
+           "input_schema": fn.get("parameters") or {"type": "object", "properties": {}}}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    return out
+
+
+def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    """Map OpenAI tool_choice; `parallel_tool_calls: false` has a direct Anthropic twin."""
+    if isinstance(choice, str):
+        out = dict(TOOL_CHOICES.get(choice, {"type": "auto"}))
+    elif isinstance(choice, dict) and (choice.get("function") or {}).get("name"):
+        out = {"type": "tool", "name": choice["function"]["name"]}
+    elif parallel is False:
+        out = {"type": "auto"}
+    else:
+        return None
+    if parallel is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+# ---------------------------------------------------------------- response
+
+def parse_response(data: dict[str, Any]) -> Completion:
+    texts: list[str] = []
+    thoughts: list[str] = []
+    signature = None
+    tool_calls: list[dict[str, Any]] = []
+    for block in data.get("content") or []:
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(block.get("text", ""))
+        elif kind == "thinking":
+            thoughts.append(block.get("thinking", ""))
+            signature = block.get("signature") or signature
+        elif kind == "tool_use":
+            tool_calls.append({"id": block.get("id"), "type": "function",
+                               "function": {"name": block.get("name"),
+                                            "arguments": _dumps(block.get("input") or {})}})
+    usage = data.get("usage")
+    return Completion(
+        content="".join(texts) if texts else None,
+        reasoning="".join(thoughts) if thoughts else None,
+        tool_calls=tool_calls or None,
+        finish_reason=_finish_reason(data.get("stop_reason")),
+        usage=_usage(usage) if isinstance(usage, dict) else None,
+        signature=signature,
+    )
+
+
+def _finish_reason(stop_reason: str | None) -> str:
+    return FINISH_REASONS.get(stop_reason or "", "stop")
+
+
+def _usage(u: dict[str, Any]) -> Usage:
+    """All input kinds (fresh, cache writes, cache reads) are billed prompt."""
+    prompt = sum(u.get(k) or 0 for k in ("input_tokens", "cache_creation_input_tokens",
+                                         "cache_read_input_tokens"))
+    return Usage(prompt_tokens=prompt, completion_tokens=u.get("output_tokens") or 0,
+                 cached_tokens=u.get("cache_read_input_tokens"))
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def error_message(data: Any) -> str | None:
+    """The message of an Anthropic error body `{"type": "error", "error": {...}}`."""
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    if isinstance(err, dict):
+        return err.get("message") or err.get("type") or None
+    if isinstance(err, str):
+        return err
+    return data.get("message") if isinstance(data.get("message"), str) else None
+
+
+# ---------------------------------------------------------------- stream
+
+def stream_decoder() -> "AnthropicStreamDecoder":
+    return AnthropicStreamDecoder()
+
+
+class AnthropicStreamDecoder:
+    """Turns Anthropic stream events into Deltas, one event at a time.
+
+    Anthropic numbers content blocks (text, thinking, tool_use, server tools)
+    together; OpenAI numbers only tool calls. So each tool_use block gets its
+    own ordinal, and deltas for blocks we do not surface are ignored.
+    """
+
+    def __init__(self) -> None:
+        self._tool_index: dict[int, int] = {}   # Anthropic block index -> tool call ordinal
+        self._usage: dict[str, Any] = {}
+        self._finished = False
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def feed(self, event: SSEEvent) -> list[Delta]:
+        if self._done or not event.data.strip():
+            return []
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("upstream sent an unreadable stream event") from None
+        if not isinstance(data, dict):
+            return []
+        kind = event.event if event.event not in (None, "", "message") else data.get("type")
+        handler = {
+            "message_start": self._on_message_start,
+            "content_block_start": self._on_content_block_start,
+            "content_block_delta": self._on_content_block_delta,
+            "message_delta": self._on_message_delta,
+            "message_stop": self._on_message_stop,
+            "error": self._on_error,
+        }.get(kind)     # ping, content_block_stop and unknown events carry nothing for us
+        return handler(data) if handler else []
+
+    def finish(self) -> list[Delta]:
+        """Nothing is buffered; a stream that ended early is visible as `done` staying False."""
+        return []
+
+    def _on_message_start(self, data: dict[str, Any]) -> list[Delta]:
+        self._usage.update((data.get("message") or {}).get("usage") or {})
+        return []
+
+    def _on_content_block_start(self, data: dict[str, Any]) -> list[Delta]:
+        block = data.get("content_block") or {}
+        kind = block.get("type")
+        if kind == "text" and block.get("text"):
+            return [Delta(content=block["text"])]
+        if kind == "thinking" and block.get("thinking"):
+            return [Delta(reasoning=block["thinking"])]
+        if kind == "tool_use":
+            ordinal = len(self._tool_index)
+            self._tool_index[data.get("index", ordinal)] = ordinal
+            return [Delta(tool_calls=[{"index": ordinal, "id": block.get("id"), "type": "function",
+                                       "function": {"name": block.get("name"), "arguments": ""}}])]
+        return []
+
+    def _on_content_block_delta(self, data: dict[str, Any]) -> list[Delta]:
+        delta = data.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            return [Delta(content=delta["text"])]
+        if kind == "thinking_delta" and delta.get("thinking"):
+            return [Delta(reasoning=delta["thinking"])]
+        if kind == "signature_delta" and delta.get("signature"):
+            return [Delta(signature=delta["signature"])]
+        if kind == "input_json_delta" and delta.get("partial_json"):
+            ordinal = self._tool_index.get(data.get("index"))
+            if ordinal is not None:
+                return [Delta(tool_calls=[{"index": ordinal,
+                                           "function": {"arguments": delta["partial_json"]}}])]
+        return []
+
+    def _on_message_delta(self, data: dict[str, Any]) -> list[Delta]:
+        """Usage here is cumulative, so it replaces what message_start said."""
+        self._usage.update(data.get("usage") or {})
+        stop_reason = (data.get("delta") or {}).get("stop_reason")
+        if stop_reason and not self._finished:
+            self._finished = True
+            return [Delta(finish_reason=_finish_reason(stop_reason))]
+        return []
+
+    def _on_message_stop(self, data: dict[str, Any]) -> list[Delta]:
+        self._done = True
+        out = []
+        if not self._finished:
+            self._finished = True
+            out.append(Delta(finish_reason="stop"))
+        if self._usage:     # no usage at all: let the gateway estimate rather than book zeros
+            out.append(Delta(usage=_usage(self._usage)))
+        return out
+
+    def _on_error(self, data: dict[str, Any]) -> list[Delta]:
+        kind = (data.get("error") or {}).get("type")
+        message = error_message(data) or "upstream stream error"
+        if kind == "overloaded_error":
+            raise UpstreamError(message, status=529, retryable=True)
+        raise UpstreamError(message, status=502, retryable=False)

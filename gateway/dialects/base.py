@@ -1,0 +1,105 @@
+"""The neutral shapes every dialect translates to and from.
+
+A dialect turns an OpenAI chat request into its upstream request, and turns the
+upstream's answer (a whole response, or one SSE event at a time) into these
+shapes. It does no I/O, keeps no clock, and knows nothing of aiohttp or SQLite.
+The shared stream transformer turns `Delta`s into OpenAI chunks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+
+
+@dataclass(slots=True)
+class Delta:
+    """One step of an answer, in provider-neutral form.
+
+    `tool_calls` holds OpenAI-shaped tool-call fragments, each with an `index`.
+    `signature` is an opaque reasoning signature (Anthropic) the client must
+    hand back to continue a thinking conversation.
+    """
+
+    content: str | None = None
+    reasoning: str | None = None
+    refusal: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    signature: str | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    """A whole non-streamed answer."""
+
+    content: str | None = None
+    reasoning: str | None = None
+    refusal: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str = "stop"
+    usage: Usage | None = None
+    signature: str | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    data: str
+    event: str | None = None
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class TargetView:
+    """What a dialect may know of the target it is called for."""
+
+    model: str
+    base_url: str | None
+    api_key: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+    thinking: Any = None          # None | "native" | {"model": ...} | {"params": {...}}
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class UpstreamError(Exception):
+    """An upstream answered with an error the dialect recognised in its body."""
+
+    def __init__(self, message: str, status: int = 502, retryable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+
+
+class StreamDecoder(Protocol):
+    def feed(self, event: SSEEvent) -> list[Delta]: ...
+    def finish(self) -> list[Delta]: ...
+    @property
+    def done(self) -> bool: ...
+
+
+class Dialect(Protocol):
+    """A dialect module exposes exactly these names."""
+
+    name: str
+
+    def build_request(self, body: dict[str, Any], target: TargetView, stream: bool) -> UpstreamRequest: ...
+    def parse_response(self, data: dict[str, Any]) -> Completion: ...
+    def stream_decoder(self) -> StreamDecoder: ...
+    def error_message(self, data: Any) -> str | None: ...

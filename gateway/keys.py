@@ -1,0 +1,169 @@
+"""Client keys in memory: lookup by hash, live usage, and pickup of changes.
+
+The database is the truth; this registry mirrors it so the request path needs
+no DB round trip. Changes made elsewhere (the CLI) are polled in every second.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import AuthError, InvalidRequest
+from gateway.limits import SPAN, Budget, KeyUsage, period_start
+from gateway.store import KeyRow, Store, new_key_id, new_secret, utc_iso
+
+PREFIX_LEN = 10
+PERIODS = ("never", "daily", "monthly")
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class KeyState:
+    row: KeyRow
+    usage: KeyUsage
+
+    def allows(self, route: str) -> bool:
+        return self.row.models is None or route in self.row.models
+
+    def report(self, now: float) -> dict[str, Any]:
+        usage = self.usage
+        usage.rpm.prune(now)
+        usage.tpm.prune(now)
+        usage.budget.roll(now)
+        return {**self.row.public(), "rpm_used": usage.rpm.total, "tpm_used": usage.tpm.total,
+                "spend_period": round(usage.budget.spent, 10), "spend_total": round(usage.budget.total, 10)}
+
+
+class KeyRegistry:
+    def __init__(self) -> None:
+        self.by_hash: dict[str, KeyState] = {}
+        self.by_id: dict[str, KeyState] = {}
+        self.seen_until = ""
+
+    def authenticate(self, authorization: str | None) -> KeyState:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthError("Missing API key: send 'Authorization: Bearer sk-...'.")
+        state = self.by_hash.get(hash_secret(authorization[7:].strip()))
+        if state is None:
+            raise AuthError("Invalid API key.")
+        if state.row.revoked_at is not None:
+            raise AuthError("This API key has been revoked.", code="key_revoked")
+        return state
+
+    def put(self, row: KeyRow) -> KeyState:
+        state = self.by_id.get(row.id)
+        if state is None:
+            state = KeyState(row, KeyUsage(Budget(row.budget_period)))
+            self.by_id[row.id] = state
+            self.by_hash[row.key_hash] = state
+        else:
+            state.row = row
+            if state.usage.budget.period != row.budget_period:
+                state.usage.budget.period = row.budget_period
+                state.usage.budget.start = -1.0  # recomputed on next use
+        if row.updated_at > self.seen_until:
+            self.seen_until = row.updated_at
+        return state
+
+    async def load(self, store: Store, now: float) -> None:
+        """All keys, then windows and period spend rebuilt from the ledger: a restart forgives nothing."""
+        for row in await store.list_keys():
+            self.put(row)
+        for key_id, created_at, tokens in await store.recent_admissions(utc_iso(now - SPAN)):
+            state = self.by_id.get(key_id)
+            if state is not None:
+                t = _parse_iso(created_at)
+                state.usage.rpm.add(t, 1)
+                state.usage.tpm.add(t, tokens or 0)
+        totals = await store.spend_total()
+        by_period: dict[str, dict[str, float]] = {}
+        for state in self.by_id.values():
+            budget = state.usage.budget
+            budget.start = period_start(budget.period, now)
+            if budget.period not in by_period:
+                by_period[budget.period] = await store.spend_since(utc_iso(budget.start)) if budget.start else totals
+            budget.spent = by_period[budget.period].get(state.row.id, 0.0)
+            budget.total = totals.get(state.row.id, 0.0)
+
+    async def refresh(self, store: Store) -> int:
+        rows = await store.keys_changed_since(self.seen_until)
+        for row in rows:
+            self.put(row)
+        return len(rows)
+
+
+def _parse_iso(text: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class KeyLimits:
+    """Validated limits for a new or changed key (SPEC sections 2 and 8)."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: float | None = None
+    period: str | None = None
+    models: list[str] | None = None
+    models_given: bool = False
+
+
+def check_limits(limits: KeyLimits, caps: Any) -> None:
+    """Raise a 400 naming the field when a value is wrong or above its cap."""
+    checks = (("rpm", limits.rpm, caps.max_rpm), ("tpm", limits.tpm, caps.max_tpm),
+              ("max_budget", limits.budget, caps.max_budget))
+    for field, value, cap in checks:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (field != "max_budget" and not isinstance(value, int)):
+            raise InvalidRequest(f"'{field}' must be a {'number' if field == 'max_budget' else 'whole number'}.",
+                                 param=field, code="invalid_type")
+        if value < (0 if field == "max_budget" else 1):
+            raise InvalidRequest(f"'{field}' must be positive.", param=field)
+        if value > cap:
+            raise InvalidRequest(f"'{field}' of {value:g} is above the cap of {cap:g} set in settings.limits.",
+                                 param=field)
+    if limits.period is not None and limits.period not in PERIODS:
+        raise InvalidRequest("'budget_period' must be never, daily or monthly.", param="budget_period")
+    if limits.models is not None and (not isinstance(limits.models, list)
+                                      or not all(isinstance(m, str) and m for m in limits.models)):
+        raise InvalidRequest("'models' must be an array of model names.", param="models", code="invalid_type")
+
+
+async def create_key(store: Store, name: str, limits: KeyLimits, caps: Any, now: float) -> tuple[KeyRow, str]:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest("'name' is required.", param="name", code="missing_required_parameter")
+    check_limits(limits, caps)
+    secret = new_secret()
+    row = await store.create_key(
+        key_id=new_key_id(), name=name.strip(), key_prefix=secret[:PREFIX_LEN], key_hash=hash_secret(secret),
+        rpm=limits.rpm if limits.rpm is not None else caps.default_rpm,
+        tpm=limits.tpm if limits.tpm is not None else caps.default_tpm,
+        budget=limits.budget if limits.budget is not None else caps.default_budget,
+        period=limits.period or "never", models=limits.models, now=utc_iso(now))
+    return row, secret
+
+
+async def update_key(store: Store, key_id: str, limits: KeyLimits, caps: Any, now: float) -> KeyRow | None:
+    check_limits(limits, caps)
+    changes: dict[str, Any] = {}
+    for column, value in (("rpm_limit", limits.rpm), ("tpm_limit", limits.tpm), ("max_budget", limits.budget),
+                          ("budget_period", limits.period)):
+        if value is not None:
+            changes[column] = value
+    if limits.models_given:
+        changes["models"] = limits.models
+    return await store.update_key(key_id, changes, utc_iso(now))
+
+
+async def revoke_key(store: Store, key_id: str, now: float) -> KeyRow | None:
+    row = await store.get_key(key_id)
+    if row is None or row.revoked_at is not None:
+        return row
+    return await store.update_key(key_id, {"revoked_at": utc_iso(now)}, utc_iso(now))

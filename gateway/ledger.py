@@ -1,0 +1,86 @@
+"""The batched ledger writer: rows leave the request path and reach SQLite in batches.
+
+`record` only appends to a list. A background task writes a batch per
+transaction every few milliseconds; `close` writes everything that is left.
+While the database refuses writes (locked, disk full) rows wait in a bounded
+buffer and are retried; only past the bound are they dropped, and counted.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from gateway.store import Store
+
+log = logging.getLogger("gateway.ledger")
+
+
+class LedgerWriter:
+    def __init__(self, store: Store, *, interval: float = 0.05, batch: int = 1000, max_buffer: int = 200_000):
+        self.store = store
+        self.interval = interval
+        self.batch = batch
+        self.max_buffer = max_buffer
+        self.dropped = 0
+        self.written = 0
+        self._rows: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._failing = False
+
+    @property
+    def depth(self) -> int:
+        return len(self._rows)
+
+    def record(self, row: dict[str, Any]) -> None:
+        if len(self._rows) >= self.max_buffer:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("ledger buffer full (%d rows): %d rows dropped so far", self.max_buffer, self.dropped)
+            return
+        self._rows.append(row)
+        if len(self._rows) >= self.batch:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval if not self._failing else 1.0)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._rows:
+            rows = self._rows[: self.batch]
+            try:
+                await self.store.insert_rows(rows)
+            except Exception as exc:  # sqlite3 errors: locked, disk full, I/O
+                if not self._failing:
+                    log.error("ledger write failed, %d rows kept for retry: %s", len(self._rows), exc)
+                self._failing = True
+                return
+            del self._rows[: len(rows)]
+            self.written += len(rows)
+            if self._failing:
+                log.warning("ledger writes recovered")
+                self._failing = False
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for _ in range(50):
+            await self.flush()
+            if not self._rows:
+                return
+            await asyncio.sleep(0.1)
+        log.error("ledger: %d rows could not be written at shutdown", len(self._rows))

@@ -1,0 +1,171 @@
+"""Sliding-window RPM/TPM and period budgets, as pure logic over injected time.
+
+Exact under concurrency because the request path is one event loop and no
+`await` sits between a check and its booking (`admit` is synchronous).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from gateway.errors import BudgetExceeded, RateLimited
+
+SPAN = 60.0
+
+
+class _Entry:
+    __slots__ = ("t", "amount", "alive")
+
+    def __init__(self, t: float, amount: int):
+        self.t, self.amount, self.alive = t, amount, True
+
+
+class Window:
+    """Amounts booked in the trailing `SPAN` seconds, with a running total."""
+
+    __slots__ = ("entries", "total")
+
+    def __init__(self) -> None:
+        self.entries: deque[_Entry] = deque()
+        self.total = 0
+
+    def prune(self, now: float) -> None:
+        entries, edge = self.entries, now - SPAN
+        while entries and entries[0].t <= edge:
+            entry = entries.popleft()
+            entry.alive = False
+            self.total -= entry.amount
+
+    def add(self, now: float, amount: int) -> _Entry:
+        entry = _Entry(now, amount)
+        self.entries.append(entry)
+        self.total += amount
+        return entry
+
+    def cancel(self, entry: _Entry) -> None:
+        if entry.alive:
+            self.total -= entry.amount
+            entry.amount = 0
+
+    def wait_for_room(self, now: float, need: int, limit: int) -> float:
+        """Seconds until `need` more fits under `limit` (0 when it fits now)."""
+        excess = self.total + need - limit
+        if excess <= 0:
+            return 0.0
+        for entry in self.entries:
+            excess -= entry.amount
+            if excess <= 0:
+                return max(entry.t + SPAN - now, 0.0)
+        return SPAN
+
+    def reset_in(self, now: float) -> float:
+        return max(self.entries[0].t + SPAN - now, 0.0) if self.entries else 0.0
+
+
+def period_start(period: str, now: float) -> float:
+    if period == "never":
+        return 0.0
+    dt = datetime.fromtimestamp(now, timezone.utc)
+    dt = dt.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "monthly":
+        dt = dt.replace(day=1)
+    return dt.timestamp()
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: `6s`, `1m2s`, `250ms`."""
+    if seconds < 1:
+        return f"{int(seconds * 1000)}ms" if seconds > 0 else "0s"
+    whole = math.ceil(seconds)
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+@dataclass
+class Budget:
+    period: str
+    start: float = 0.0
+    spent: float = 0.0        # settled spend in the current period
+    reserved: float = 0.0     # worst cases of requests in flight
+    total: float = 0.0        # lifetime spend, for reports
+
+    def roll(self, now: float) -> None:
+        start = period_start(self.period, now)
+        if start != self.start:
+            self.start, self.spent = start, 0.0
+
+
+@dataclass
+class Admission:
+    """What one admitted request holds until it settles."""
+
+    usage: "KeyUsage"
+    request_entry: _Entry
+    token_entry: _Entry
+    reserved_cost: float
+    headers: dict[str, str]
+    settled: bool = False
+
+    def settle(self, now: float, tokens: int, cost: float) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        usage = self.usage
+        usage.tpm.cancel(self.token_entry)
+        if tokens:
+            usage.tpm.add(now, tokens)
+        usage.budget.reserved -= self.reserved_cost
+        usage.budget.spent += cost
+        usage.budget.total += cost
+
+
+@dataclass
+class KeyUsage:
+    """The live counters of one key."""
+
+    budget: Budget
+    rpm: Window = field(default_factory=Window)
+    tpm: Window = field(default_factory=Window)
+
+    def admit(self, now: float, rpm_limit: int, tpm_limit: int, max_budget: float,
+              prompt_tokens: int, worst_cost: float) -> Admission:
+        """Refuse (raise) or book the request; never awaits."""
+        rpm, tpm, budget = self.rpm, self.tpm, self.budget
+        rpm.prune(now)
+        tpm.prune(now)
+        budget.roll(now)
+        if prompt_tokens > tpm_limit:
+            raise RateLimited(f"This request's estimated {prompt_tokens} prompt tokens exceed the key's limit of "
+                              f"{tpm_limit} tokens per minute; it can never be admitted.",
+                              code="request_exceeds_limit", headers={"x-should-retry": "false"})
+        if budget.spent + budget.reserved + worst_cost > max_budget + 1e-12:
+            raise BudgetExceeded(f"This key's budget of ${max_budget:g} ({budget.period}) is spent or would be "
+                                 f"exceeded by this request (worst case ${worst_cost:.6f}).",
+                                 headers={"x-should-retry": "false"})
+        if rpm.total + 1 > rpm_limit:
+            wait = rpm.wait_for_room(now, 1, rpm_limit)
+            raise RateLimited(f"Rate limit of {rpm_limit} requests per minute reached; retry in {math.ceil(wait)}s.",
+                              headers=self._retry_headers(now, wait, rpm_limit, tpm_limit))
+        if tpm.total + prompt_tokens > tpm_limit:
+            wait = tpm.wait_for_room(now, prompt_tokens, tpm_limit)
+            raise RateLimited(f"Rate limit of {tpm_limit} tokens per minute reached; retry in {math.ceil(wait)}s.",
+                              headers=self._retry_headers(now, wait, rpm_limit, tpm_limit))
+        request_entry = rpm.add(now, 1)
+        token_entry = tpm.add(now, prompt_tokens)
+        budget.reserved += worst_cost
+        return Admission(self, request_entry, token_entry, worst_cost, self.headers(now, rpm_limit, tpm_limit))
+
+    def headers(self, now: float, rpm_limit: int, tpm_limit: int) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit-requests": str(rpm_limit),
+            "x-ratelimit-remaining-requests": str(max(rpm_limit - self.rpm.total, 0)),
+            "x-ratelimit-reset-requests": duration(self.rpm.reset_in(now)),
+            "x-ratelimit-limit-tokens": str(tpm_limit),
+            "x-ratelimit-remaining-tokens": str(max(tpm_limit - self.tpm.total, 0)),
+            "x-ratelimit-reset-tokens": duration(self.tpm.reset_in(now)),
+        }
+
+    def _retry_headers(self, now: float, wait: float, rpm_limit: int, tpm_limit: int) -> dict[str, str]:
+        return {"retry-after": str(max(math.ceil(wait), 1)), **self.headers(now, rpm_limit, tpm_limit)}

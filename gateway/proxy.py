@@ -1,0 +1,133 @@
+"""POST /v1/chat/completions: admission, attempts across targets, and the answer.
+
+The handler reads and checks the request, books it against the key's limits,
+then either waits for a whole answer or relays a stream. Every request with a
+valid key leaves exactly one ledger row, whatever happens (`finally`).
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway import protocol
+from gateway.appkeys import CLOCK, KEYS, LEDGER, ROUTER, TABLE, UPSTREAM
+from gateway.attempts import Exchange, attempt_loop
+from gateway.dialects.base import Completion, UpstreamError
+from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from gateway.relay import relay_stream
+from gateway.routing import RouteEntry, RoutingTable, TargetEntry
+from gateway.store import utc_iso
+from gateway.tokens import estimate_prompt
+from gateway.transform import completion_body
+from gateway.upstream import AttemptFailed
+
+async def read_body(request: web.Request, limit: int) -> dict[str, Any]:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413, code="request_too_large")
+    data = bytearray()
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limit:
+            raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413,
+                               code="request_too_large")
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    clock = app[CLOCK]
+    started = clock.monotonic()
+    key = app[KEYS].authenticate(request.headers.get("Authorization"))
+    table = app[TABLE].table
+    ex = Exchange(request["request_id"], key, utc_iso(clock.now()), started)
+    try:
+        return await _serve(request, ex, table)
+    except GatewayError as err:
+        ex.row["http_status"] = err.status
+        ex.row["error_code"] = err.code
+        if ex.row["status"] != "ok":
+            ex.row["status"] = "error" if ex.admission is not None else "rejected"
+        err.headers = {**ex.headers, **err.headers}
+        raise
+    except asyncio.CancelledError:
+        ex.row["status"] = "cancelled"
+        ex.row["http_status"] = 499
+        raise
+    finally:
+        ex.row["attempts"] = ex.attempts
+        ex.row["latency_ms"] = round((clock.monotonic() - started) * 1000, 3)
+        if ex.admission is not None:
+            ex.admission.settle(clock.now(), ex.row["total_tokens"], ex.row["cost_usd"])
+        app[LEDGER].record(ex.row)
+
+
+async def _serve(request: web.Request, ex: Exchange, table: RoutingTable) -> web.StreamResponse:
+    app = request.app
+    settings = table.settings
+    body = await read_body(request, settings.max_body_bytes)
+    name = protocol.model_name(body)
+    entry: RouteEntry | None = table.resolve(name)
+    if entry is None:
+        raise NotFound(f"The model {name!r} does not exist on this gateway.", param="model")
+    ex.row["route"] = entry.name
+    if not ex.key.allows(entry.name):
+        raise PermissionDenied(f"This key may not use the model {entry.name!r}.", param="model")
+    stream = body.get("stream") is True
+    ex.row["stream"] = int(stream)
+    dropped = protocol.validate(body, settings.unsupported_params == "drop")
+    if dropped:
+        ex.headers["x-gateway-dropped-params"] = ",".join(dropped)
+    thinking = protocol.thinking_enabled(body)
+    candidates = entry.candidates(thinking)
+    if not candidates:
+        raise InvalidRequest(f"No target of {entry.name!r} supports thinking.", param="thinking",
+                             code="thinking_not_supported")
+    prompt = estimate_prompt(body)
+    max_out = protocol.max_output_tokens(body) or 0
+    worst = max(t.cost(prompt, max_out) for t in candidates)
+    row = ex.key.row
+    clock = app[CLOCK]
+    ex.admission = ex.key.usage.admit(clock.now(), row.rpm_limit, row.tpm_limit, row.max_budget, prompt, worst)
+    ex.headers.update(ex.admission.headers)
+    order = app[ROUTER].order(entry.name, entry.route, candidates, clock.now())
+    if stream:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return await relay_stream(request, ex, entry, order, body, thinking, prompt, include_usage)
+    return await _complete(request, ex, entry, order, body, thinking, prompt)
+
+
+async def _complete(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
+                    body: dict[str, Any], thinking: bool, prompt: int) -> web.Response:
+    app = request.app
+    upstream, router, clock = app[UPSTREAM], app[ROUTER], app[CLOCK]
+
+    async def attempt(target: TargetEntry, req, began: float) -> Completion:
+        data = await upstream.call(target.dialect, req, entry.route.timeout, target.delay)
+        try:
+            done = target.dialect.parse_response(data)
+        except UpstreamError as exc:
+            raise AttemptFailed("protocol", exc.message, retryable=exc.retryable) from None
+        router.succeeded(target, clock.monotonic() - began)
+        return done
+
+    done = await attempt_loop(request, ex, entry, order, body, thinking, attempt)
+    created = int(clock.now())
+    answer, usage, estimated = completion_body(done, f"chatcmpl-{ex.request_id}", created, entry.name, prompt)
+    ex.book(usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens, estimated)
+    ex.row["status"] = "ok"
+    ex.row["http_status"] = 200
+    ex.row["ttft_ms"] = round((clock.monotonic() - ex.started) * 1000, 3)
+    return web.Response(body=orjson.dumps(answer), content_type="application/json", headers=ex.headers)

@@ -1,0 +1,155 @@
+"""The one stream loop: upstream bytes -> SSE events -> dialect deltas -> OpenAI chunks.
+
+Before the first chunk reaches the client a failure is retried on the next
+target; after it, the stream ends with one `data: {"error": ...}` event and no
+`[DONE]`. `timeout` bounds every silence; long silences get keep-alive comments.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from gateway.appkeys import CLOCK, ROUTER, UPSTREAM
+from gateway.attempts import Exchange, attempt_loop
+from gateway.dialects.base import UpstreamError
+from gateway.errors import GatewayError, UpstreamFailed, error_event
+from gateway.sse import KEEPALIVE, SSEDecoder
+from gateway.transform import ChunkBuilder
+from gateway.upstream import AttemptFailed
+
+from gateway.routing import RouteEntry, TargetEntry
+
+KEEPALIVE_EVERY = 15.0
+_STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class _Leg:
+    """One upstream stream being decoded."""
+
+    __slots__ = ("body", "sse", "decoder", "builder")
+
+    def __init__(self, body, decoder, builder: ChunkBuilder):
+        self.body, self.sse, self.decoder, self.builder = body, SSEDecoder(), decoder, builder
+
+    def process(self, data: bytes) -> bytes:
+        out = []
+        push, feed = self.builder.push, self.decoder.feed
+        for event in self.sse.feed(data):
+            for delta in feed(event):
+                chunk = push(delta)
+                if chunk:
+                    out.append(chunk)
+            if self.decoder.done:
+                break
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        """Upstream closed: decode what is left; a stream that never said it was done is broken."""
+        out = [self.process(b"")] if not self.decoder.done else []
+        if not self.decoder.done:
+            for event in self.sse.flush():
+                for delta in self.decoder.feed(event):
+                    out.append(self.builder.push(delta))
+            for delta in self.decoder.finish():
+                out.append(self.builder.push(delta))
+        if not self.decoder.done:
+            raise UpstreamError("upstream stream ended before it was complete", retryable=True)
+        return b"".join(out)
+
+
+async def _read(leg: _Leg, timeout: float, on_silence) -> bytes:
+    """Next bytes from upstream; `on_silence` runs at each keep-alive tick, `timeout` ends the wait."""
+    silent = 0.0
+    while True:
+        wait = min(timeout - silent, KEEPALIVE_EVERY)
+        try:
+            async with asyncio.timeout(wait):
+                return await leg.body.read()
+        except TimeoutError:
+            silent += wait
+            if silent >= timeout - 1e-6:
+                raise AttemptFailed("timeout", f"upstream was silent for {timeout:g}s", retryable=True) from None
+            await on_silence()
+
+
+async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
+                       body: dict[str, Any], thinking: bool, prompt: int, include_usage: bool) -> web.StreamResponse:
+    app = request.app
+    upstream, router, clock = app[UPSTREAM], app[ROUTER], app[CLOCK]
+    timeout = entry.route.timeout
+    completion_id, created = f"chatcmpl-{ex.request_id}", int(clock.now())
+
+    async def nothing() -> None:
+        return None
+
+    async def attempt(target: TargetEntry, req, began: float) -> tuple[_Leg, bytes]:
+        reader = await upstream.open_stream(target.dialect, req, timeout, target.delay)
+        leg = _Leg(reader, target.dialect.stream_decoder(),
+                   ChunkBuilder(completion_id, created, entry.name, include_usage, prompt))
+        try:
+            while True:   # until the first chunk for the client exists
+                data = await _read(leg, timeout, nothing)
+                first = leg.process(data) if data else leg.end()
+                if first or leg.decoder.done or not data:
+                    break
+        except UpstreamError as exc:
+            reader.close()
+            raise AttemptFailed("protocol", exc.message, status=exc.status, retryable=exc.retryable) from None
+        except BaseException:
+            reader.close()
+            raise
+        router.succeeded(target, clock.monotonic() - began)
+        return leg, first
+
+    leg, first = await attempt_loop(request, ex, entry, order, body, thinking, attempt)
+    response = web.StreamResponse(status=200, headers={**_STREAM_HEADERS, **ex.headers})
+    ex.row["http_status"] = 200
+    try:
+        await response.prepare(request)
+        ex.row["ttft_ms"] = round((clock.monotonic() - ex.started) * 1000, 3)
+        await response.write(first)
+        await _pump(leg, response, timeout)
+        ex.row["status"] = "ok"
+    except (UpstreamError, AttemptFailed) as exc:
+        err = _mid_stream_error(exc)
+        ex.row["status"], ex.row["error_code"] = "error", err.code
+        await _write_quietly(response, error_event(err))
+    except ConnectionResetError:
+        ex.row["status"] = "cancelled"
+    except asyncio.CancelledError:
+        ex.row["status"] = "cancelled"
+        raise
+    finally:
+        leg.body.close()
+        usage = leg.builder.final_usage()
+        ex.book(usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens, leg.builder.usage_estimated)
+    return response
+
+
+async def _pump(leg: _Leg, response: web.StreamResponse, timeout: float) -> None:
+    async def keepalive() -> None:
+        await response.write(KEEPALIVE)
+
+    while not leg.decoder.done:
+        data = await _read(leg, timeout, keepalive)
+        out = leg.process(data) if data else leg.end()
+        if out:
+            await response.write(out)
+        if not data:
+            break
+    await response.write(leg.builder.finish())
+
+
+def _mid_stream_error(exc: Exception) -> GatewayError:
+    if isinstance(exc, AttemptFailed) and exc.kind == "timeout":
+        return GatewayError(f"Upstream stalled: {exc.message}", status=504, type="api_error", code="upstream_timeout")
+    return UpstreamFailed(f"The upstream stream failed: {getattr(exc, 'message', str(exc))}")
+
+
+async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
+    try:
+        await response.write(data)
+    except ConnectionResetError:
+        pass

@@ -1,0 +1,60 @@
+"""The loaded config made ready for the request path: names resolved, dialects bound.
+
+Built once per (re)load and swapped whole, so a request keeps the table it
+started with while a reload happens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from gateway import dialects
+from gateway.config import Config, Price, Route, Target
+from gateway.dialects.base import TargetView
+
+
+@dataclass(frozen=True, eq=False)
+class TargetEntry:
+    provider: str
+    model: str
+    weight: float
+    price: Price
+    target: Target
+    dialect: ModuleType
+    view: TargetView
+    delay: float                 # the mock's artificial per-chunk latency, seconds
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.price.input + completion_tokens * self.price.output) / 1_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class RouteEntry:
+    name: str
+    route: Route
+    targets: list[TargetEntry]
+
+    def candidates(self, thinking: bool) -> list[TargetEntry]:
+        return [t for t in self.targets if t.target.thinking is not None] if thinking else self.targets
+
+
+class RoutingTable:
+    def __init__(self, config: Config):
+        self.config = config
+        self.settings = config.settings
+        self.routes: dict[str, RouteEntry] = {}
+        for name, route in config.routes.items():
+            entries = []
+            for target in route.targets:
+                provider = config.providers[target.provider]
+                thinking = target.thinking
+                view = TargetView(model=target.model, base_url=provider.base_url, api_key=provider.api_key,
+                                  headers=dict(provider.headers),
+                                  thinking="native" if thinking is not None and thinking.native else None)
+                entries.append(TargetEntry(target.provider, target.model, target.weight, target.price, target,
+                                           dialects.get(provider.dialect), view, provider.chunk_delay_ms / 1000))
+            self.routes[name] = RouteEntry(name, route, entries)
+        self.names = {alias: self.routes[canonical] for alias, canonical in config.route_names().items()}
+
+    def resolve(self, model: str) -> RouteEntry | None:
+        return self.names.get(model)

@@ -1,0 +1,69 @@
+"""Incremental Server-Sent Events decoding and encoding (no I/O).
+
+The decoder takes bytes as they arrive, in pieces of any size, and yields
+whole events; it follows the SSE rules for `\\n`, `\\r\\n` and `\\r` line ends,
+comments, multi-line `data:` and blank-line dispatch.
+"""
+from __future__ import annotations
+
+from gateway.dialects.base import SSEEvent
+
+KEEPALIVE = b": keep-alive\n\n"
+DONE = b"data: [DONE]\n\n"
+
+
+class SSEDecoder:
+    __slots__ = ("_buf", "_data", "_event", "_pending_cr")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._pending_cr = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._pending_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]  # the \n of a \r\n split across reads
+        self._pending_cr = False
+        buf = self._buf + chunk
+        if b"\r" in buf:
+            if buf.endswith(b"\r"):
+                self._pending_cr = True
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = buf.split(b"\n")
+        self._buf = lines.pop()
+        events: list[SSEEvent] = []
+        for raw in lines:
+            self._line(raw, events)
+        return events
+
+    def flush(self) -> list[SSEEvent]:
+        """End of stream: a last event without its blank line still counts."""
+        events: list[SSEEvent] = []
+        if self._buf:
+            self._line(self._buf, events)
+            self._buf = b""
+        self._line(b"", events)
+        return events
+
+    def _line(self, raw: bytes, events: list[SSEEvent]) -> None:
+        if not raw:
+            if self._data:
+                events.append(SSEEvent("\n".join(self._data), self._event))
+            self._data = []
+            self._event = None
+            return
+        if raw[0] == 0x3A:  # ':' comment
+            return
+        name, sep, value = raw.partition(b":")
+        if sep and value.startswith(b" "):
+            value = value[1:]
+        text = value.decode("utf-8", "replace")
+        if name == b"data":
+            self._data.append(text)
+        elif name == b"event":
+            self._event = text
+
+
+def encode_data(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"

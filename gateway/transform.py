@@ -1,0 +1,167 @@
+"""Turns provider-neutral `Delta`s into clean OpenAI chunks and completions.
+
+Whatever the dialect, the client sees one id and created time, the route's
+canonical model name, the role first, reasoning only as `reasoning_content`,
+exactly one finish_reason, and usage only when it asked (SPEC section 5).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.dialects.base import Completion, Delta, Usage
+from gateway.thinktags import ThinkSplitter, split_whole
+from gateway.tokens import count_text
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                           "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+    if usage.reasoning_tokens is not None:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    if usage.cached_tokens is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return out
+
+
+class ChunkBuilder:
+    """One per streamed answer: `push(delta)` and `finish()` return SSE bytes."""
+
+    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool,
+                 prompt_estimate: int):
+        self._head = (b'data: {"id":' + orjson.dumps(completion_id) + b',"object":"chat.completion.chunk","created":'
+                      + str(created).encode() + b',"model":' + orjson.dumps(model) + b',')
+        self.include_usage = include_usage
+        self.prompt_estimate = prompt_estimate
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.sent_role = False
+        self._think = ThinkSplitter()
+        self._tool_ids: dict[str, int] = {}
+        self._last_tool_index = -1
+        self._text: list[str] = []          # what was streamed, for estimating usage
+        self._reasoning_chars = 0
+        self.reasoning_text: list[str] = []
+
+    # -- public -----------------------------------------------------------
+    def push(self, delta: Delta) -> bytes:
+        if delta.usage is not None:
+            self.usage = delta.usage
+        out: dict[str, Any] = {}
+        if delta.content:
+            reasoning, content = self._think.feed(delta.content)
+            self._add_reasoning(out, reasoning)
+            if content:
+                out["content"] = content
+                self._text.append(content)
+        self._add_reasoning(out, delta.reasoning)
+        if delta.refusal:
+            out["refusal"] = delta.refusal
+            self._text.append(delta.refusal)
+        if delta.tool_calls:
+            out["tool_calls"] = [self._tool_call(call) for call in delta.tool_calls]
+        if delta.signature:
+            out["reasoning_signature"] = delta.signature
+        finish = None
+        if delta.finish_reason and self.finish_reason is None:
+            self._flush_think(out)
+            finish = self.finish_reason = delta.finish_reason
+        if not out and finish is None and delta.logprobs is None:
+            return b""
+        return self._chunk(out, finish, delta.logprobs)
+
+    def finish(self) -> bytes:
+        """The closing finish chunk (if none came), the usage chunk if asked, and [DONE]."""
+        out: dict[str, Any] = {}
+        self._flush_think(out)
+        parts = []
+        if out or self.finish_reason is None:
+            finish = None
+            if self.finish_reason is None:
+                finish = self.finish_reason = "tool_calls" if self._tool_ids or self._last_tool_index >= 0 else "stop"
+            parts.append(self._chunk(out, finish, None))
+        if self.include_usage:
+            parts.append(self._head + b'"choices":[],"usage":' + orjson.dumps(usage_dict(self.final_usage())) + b"}\n\n")
+        parts.append(b"data: [DONE]\n\n")
+        return b"".join(parts)
+
+    @property
+    def usage_estimated(self) -> bool:
+        return self.usage is None
+
+    def final_usage(self) -> Usage:
+        """Upstream usage when given, else an estimate from what was streamed."""
+        if self.usage is not None:
+            return self.usage
+        reasoning = count_text("".join(self.reasoning_text)) if self.reasoning_text else None
+        completion = count_text("".join(self._text)) + (reasoning or 0)
+        return Usage(self.prompt_estimate, completion, reasoning)
+
+    # -- internals --------------------------------------------------------
+    def _add_reasoning(self, out: dict[str, Any], text: str | None) -> None:
+        if text:
+            out["reasoning_content"] = out.get("reasoning_content", "") + text
+            self.reasoning_text.append(text)
+
+    def _flush_think(self, out: dict[str, Any]) -> None:
+        reasoning, content = self._think.flush()
+        self._add_reasoning(out, reasoning)
+        if content:
+            out["content"] = out.get("content", "") + content
+            self._text.append(content)
+
+    def _tool_call(self, call: dict[str, Any]) -> dict[str, Any]:
+        """Give every fragment an index (Mistral sends none) and the first a type."""
+        call = dict(call)
+        call_id = call.get("id")
+        if "index" not in call or call["index"] is None:
+            if call_id is not None and call_id not in self._tool_ids:
+                call["index"] = len(self._tool_ids)
+            else:
+                call["index"] = self._tool_ids.get(call_id, max(self._last_tool_index, 0))
+        if call_id is not None:
+            self._tool_ids.setdefault(call_id, call["index"])
+            call.setdefault("type", "function")
+        self._last_tool_index = call["index"]
+        fn = call.get("function")
+        if isinstance(fn, dict) and fn.get("arguments") is not None:
+            self._text.append(fn["arguments"])
+        return call
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None, logprobs: dict | None) -> bytes:
+        if not self.sent_role:
+            delta = {"role": "assistant", **delta}
+            delta.setdefault("content", "")
+            self.sent_role = True
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
+        return self._head + b'"choices":' + orjson.dumps([choice]) + b"}\n\n"
+
+
+def completion_body(done: Completion, completion_id: str, created: int, model: str,
+                    prompt_estimate: int) -> tuple[dict[str, Any], Usage, bool]:
+    """The client's `chat.completion`, the usage to book, and whether it was estimated."""
+    content, reasoning = done.content, done.reasoning
+    if content:
+        split_reasoning, content = split_whole(content)
+        if split_reasoning is not None:
+            reasoning = (reasoning or "") + split_reasoning
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": done.refusal}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if done.signature:
+        message["reasoning_signature"] = done.signature
+    if done.tool_calls:
+        message["tool_calls"] = done.tool_calls
+    usage, estimated = done.usage, done.usage is None
+    if usage is None:
+        args = "".join((c.get("function") or {}).get("arguments") or "" for c in done.tool_calls or ())
+        reasoning_tokens = count_text(reasoning) if reasoning else None
+        usage = Usage(prompt_estimate, count_text((content or "") + (done.refusal or "") + args) + (reasoning_tokens or 0),
+                      reasoning_tokens)
+    body = {"id": completion_id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": done.logprobs, "finish_reason": done.finish_reason}],
+            "usage": usage_dict(usage)}
+    return body, usage, estimated

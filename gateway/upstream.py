@@ -1,0 +1,174 @@
+"""Talking to upstreams: the shared client session and its foreign errors, translated here.
+
+Every failure of an attempt becomes one `AttemptFailed` saying whether a retry
+may help; nothing from aiohttp's client escapes this module.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from types import ModuleType
+
+import aiohttp
+import orjson
+
+from gateway.dialects.base import UpstreamError, UpstreamRequest
+from gateway.errors import redact
+
+log = logging.getLogger("gateway.upstream")
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+MAX_RETRY_AFTER = 10.0
+
+
+class AttemptFailed(Exception):
+    """One upstream attempt failed; `kind` is connect | timeout | status | auth | protocol."""
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = False,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.kind, self.message, self.status = kind, redact(message), status
+        self.retryable, self.retry_after = retryable, retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        return None
+
+
+def _status_failure(status: int, body: bytes, headers, dialect: ModuleType) -> AttemptFailed:
+    try:
+        message = dialect.error_message(orjson.loads(body)) if body else None
+    except orjson.JSONDecodeError:
+        message = None
+    message = message or body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
+    if status in (401, 403):
+        return AttemptFailed("auth", message, status=status)
+    return AttemptFailed("status", message, status=status, retryable=status in RETRYABLE_STATUS,
+                         retry_after=_retry_after(headers.get("retry-after")))
+
+
+class RemoteBody:
+    """A streamed answer's body; `read` is safe to cancel (a timeout) and call again."""
+
+    __slots__ = ("_resp",)
+
+    def __init__(self, resp: aiohttp.ClientResponse):
+        self._resp = resp
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.content.readany()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(f"upstream connection broke mid-stream: {type(exc).__name__}",
+                                retryable=True) from None
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class LocalBody:
+    """The in-process dialect's stream, with its artificial per-chunk latency."""
+
+    __slots__ = ("_events", "_delay")
+
+    def __init__(self, events: list[bytes], delay: float):
+        self._events = events if delay else [b"".join(events)]
+        self._events.reverse()
+        self._delay = delay
+
+    async def read(self) -> bytes:
+        if not self._events:
+            return b""
+        if self._delay:
+            await asyncio.sleep(self._delay)
+        return self._events.pop()
+
+    def close(self) -> None:
+        self._events = []
+
+
+class Upstream:
+    def __init__(self, session: aiohttp.ClientSession):
+        self.session = session
+
+    @classmethod
+    def create(cls) -> "Upstream":
+        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=256, ttl_dns_cache=300,
+                                         enable_cleanup_closed=True, keepalive_timeout=30)
+        return cls(aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
+                                         auto_decompress=True, timeout=aiohttp.ClientTimeout(total=None)))
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def call(self, dialect: ModuleType, req: UpstreamRequest, timeout: float, delay: float = 0.0) -> dict:
+        """A whole (non-streamed) answer as parsed JSON."""
+        if getattr(dialect, "local", False):
+            if delay:
+                await asyncio.sleep(delay)
+            return dialect.answer(req)
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp:
+                    body = await resp.read()
+                    if resp.status >= 300:
+                        raise _status_failure(resp.status, body, resp.headers, dialect)
+        except AttemptFailed:
+            raise
+        except TimeoutError:
+            raise AttemptFailed("timeout", f"upstream did not answer within {timeout:g}s", retryable=True) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise AttemptFailed("connect", f"upstream connection failed: {type(exc).__name__}",
+                                retryable=True) from None
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise AttemptFailed("protocol", "upstream answered with a body that is not JSON") from None
+        return data
+
+    async def open_stream(self, dialect: ModuleType, req: UpstreamRequest, timeout: float,
+                          delay: float = 0.0) -> RemoteBody | LocalBody:
+        """Send the request and wait (at most `timeout`) for the answer's headers."""
+        if getattr(dialect, "local", False):
+            return LocalBody(dialect.stream_events(req), delay)
+        try:
+            async with asyncio.timeout(timeout):
+                resp = await self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers)
+                if resp.status >= 300:
+                    body = await resp.read()
+                    resp.release()
+                    raise _status_failure(resp.status, body, resp.headers, dialect)
+        except AttemptFailed:
+            raise
+        except TimeoutError:
+            raise AttemptFailed("timeout", f"upstream sent no headers within {timeout:g}s", retryable=True) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise AttemptFailed("connect", f"upstream connection failed: {type(exc).__name__}",
+                                retryable=True) from None
+        content_type = resp.headers.get("content-type", "")
+        if "json" in content_type and "event-stream" not in content_type:
+            body = await resp.read()   # an error body with a 200 status
+            resp.release()
+            try:
+                message = dialect.error_message(orjson.loads(body))
+            except orjson.JSONDecodeError:
+                message = None
+            raise AttemptFailed("protocol", message or "upstream answered a stream request without a stream")
+        _nodelay(resp)
+        return RemoteBody(resp)
+
+
+def _nodelay(resp: aiohttp.ClientResponse) -> None:
+    transport = resp.connection.transport if resp.connection else None
+    sock = transport.get_extra_info("socket") if transport else None
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
