@@ -1,15 +1,14 @@
 """create_app(): routes, middleware, and every object with a lifetime."""
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
 from gateway import admin, handlers, proxy
-from gateway.appkeys import CLOCK, KEYS, LEDGER, OPTIONS, ROUTER, STORE, TABLE, UPSTREAM, ServerOptions, TableHolder
+from gateway.appkeys import (CLOCK, KEYS, LEDGER, OPTIONS, ROUTER, STORE, TABLE, UPSTREAM, ServerOptions,
+                             TableHolder)
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.errors import error_middleware
+from gateway.middleware import error_middleware, request_id_middleware
 from gateway.keys import KeyRegistry
 from gateway.ledger import LedgerWriter
 from gateway.reload import watchers_ctx
@@ -17,16 +16,6 @@ from gateway.router import Router
 from gateway.routing import RoutingTable
 from gateway.store import Store
 from gateway.upstream import Upstream
-
-
-@web.middleware
-async def request_id_middleware(request: web.Request, handler):
-    request_id = uuid.uuid4().hex
-    request["request_id"] = request_id
-    response = await handler(request)
-    if not response.prepared:
-        response.headers["x-request-id"] = request_id
-    return response
 
 
 async def _store_ctx(app: web.Application):

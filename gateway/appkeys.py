@@ -41,3 +41,5 @@ KEYS = web.AppKey("keys", KeyRegistry)
 LEDGER = web.AppKey("ledger", LedgerWriter)
 ROUTER = web.AppKey("router", Router)
 UPSTREAM = web.AppKey("upstream", Upstream)
+
+REQUEST_ID = web.RequestKey("request_id", str)

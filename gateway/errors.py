@@ -1,18 +1,15 @@
 """Typed errors and the one mapping to the OpenAI error envelope.
 
-Handlers raise `GatewayError`s; the middleware here turns them (and anything
-unexpected) into `{"error": {...}}` answers. Nothing else builds an error body.
+Handlers raise `GatewayError`s; `gateway.middleware` turns them (and anything
+unexpected) into answers through `error_response`. Nothing else builds an error body.
 """
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
 import orjson
 from aiohttp import web
-
-log = logging.getLogger("gateway.errors")
 
 _SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9_\-\.=]{6,}|sk-ant-[A-Za-z0-9_\-]{6,})")
 
@@ -102,27 +99,3 @@ def error_response(err: GatewayError, request_id: str | None = None) -> web.Resp
 def error_event(err: GatewayError) -> bytes:
     """The one final SSE event of a stream that failed after it started."""
     return b"data: " + orjson.dumps(err.envelope()) + b"\n\n"
-
-
-_HTTP_CODES = {404: ("not_found", "invalid_request_error"), 405: ("method_not_allowed", "invalid_request_error"),
-               413: ("request_too_large", "invalid_request_error")}
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except GatewayError as err:
-        return error_response(err, request.get("request_id"))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code, typ = _HTTP_CODES.get(exc.status, ("http_error", "invalid_request_error"))
-        err = GatewayError(exc.reason or "request failed", status=exc.status, code=code, type=typ)
-        return error_response(err, request.get("request_id"))
-    except Exception as exc:  # a bug of ours: say so without a traceback or details
-        log.error("internal error on %s %s: %s", request.method, request.path, type(exc).__name__,
-                  exc_info=log.isEnabledFor(logging.DEBUG))
-        err = GatewayError("The gateway hit an internal error; the request was not completed.",
-                           status=500, type="api_error", code="internal_error")
-        return error_response(err, request.get("request_id"))

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from gateway import protocol
-from gateway.appkeys import CLOCK, KEYS, LEDGER, ROUTER, TABLE, UPSTREAM
+from gateway.appkeys import CLOCK, KEYS, LEDGER, REQUEST_ID, ROUTER, TABLE, UPSTREAM
 from gateway.attempts import Exchange, attempt_loop
 from gateway.dialects.base import Completion, UpstreamError
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
@@ -52,7 +52,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     started = clock.monotonic()
     key = app[KEYS].authenticate(request.headers.get("Authorization"))
     table = app[TABLE].table
-    ex = Exchange(request["request_id"], key, utc_iso(clock.now()), started)
+    ex = Exchange(request[REQUEST_ID], key, utc_iso(clock.now()), started)
     try:
         return await _serve(request, ex, table)
     except GatewayError as err:

@@ -1,0 +1,188 @@
+"""Shared fixtures: a fake upstream on a real port, a running gateway, keys, clients, schemas."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import openai
+import pytest
+
+from gateway.app import create_app
+from gateway.appkeys import ServerOptions
+from gateway.clock import Clock
+from gateway.config import parse_config
+from tests.fakes import FIXTURES, FakeUpstream
+
+MASTER = "master-key-for-tests-0123456789"
+
+
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((FIXTURES / "openai" / f"{name}.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+CHUNK_SCHEMA = _validator("CreateChatCompletionStreamResponse")
+COMPLETION_SCHEMA = _validator("CreateChatCompletionResponse")
+ERROR_SCHEMA = _validator("ErrorResponse")
+MODELS_SCHEMA = _validator("ListModelsResponse")
+
+
+def default_routes(upstream_url: str) -> str:
+    return f"""
+providers:
+  up: {{dialect: openai, base_url: "{upstream_url}/v1", api_key: upstream-secret-key-123}}
+  claude: {{dialect: anthropic, base_url: "{upstream_url}", api_key: sk-ant-upstream-secret}}
+  demo: {{dialect: mock}}
+routes:
+  gpt:
+    aliases: [gpt-alias]
+    retries: 2
+    timeout: 2
+    targets:
+      - {{provider: up, model: up-model, price: {{input: 1.0, output: 2.0}}}}
+  claude:
+    timeout: 2
+    targets:
+      - {{provider: claude, model: claude-sonnet, price: {{input: 3.0, output: 15.0}}, thinking: native}}
+  demo:
+    targets:
+      - {{provider: demo, model: chat, price: {{input: 1.0, output: 1.0}}}}
+  reasoner:
+    targets:
+      - {{provider: up, model: up-reasoner, thinking: native}}
+"""
+
+
+@dataclass
+class Gateway:
+    url: str
+    db_path: Path
+    http: aiohttp.ClientSession
+    app: Any
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    async def create_key(self, **fields: Any) -> dict[str, Any]:
+        async with self.http.post(f"{self.url}/admin/keys", json={"name": "test", **fields},
+                                  headers={"Authorization": f"Bearer {MASTER}"}) as resp:
+            assert resp.status == 201, await resp.text()
+            return await resp.json()
+
+    def sdk(self, key: str, **kwargs: Any) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=key, max_retries=0, **kwargs)
+
+    async def post(self, key: str | None, body: Any, **kwargs: Any) -> aiohttp.ClientResponse:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return await self.http.post(f"{self.base_url}/chat/completions", data=data,
+                                    headers={**headers, **kwargs.pop("headers", {})}, **kwargs)
+
+    async def rows(self, sql: str = "SELECT * FROM requests ORDER BY id", params: tuple = ()) -> list[dict]:
+        """Ledger rows as a user would read them with sqlite3, after the writer flushed."""
+        from gateway.appkeys import LEDGER
+        await self.app[LEDGER].flush()
+        con = sqlite3.connect(self.db_path)
+        con.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in con.execute(sql, params)]
+        finally:
+            con.close()
+
+
+@pytest.fixture
+async def upstream(aiohttp_server) -> FakeUpstream:
+    fake = FakeUpstream()
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")
+    return fake
+
+
+@pytest.fixture
+async def start_gateway(aiohttp_server, upstream, tmp_path):
+    """Start a gateway on a real port: `await start_gateway(routes_yaml=None, clock=None)`."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def start(routes_yaml: str | None = None, clock: Clock | None = None,
+                    config_path: Path | None = None, db_name: str = "gateway.db", **options: Any) -> Gateway:
+        text = routes_yaml if routes_yaml is not None else default_routes(upstream.url)
+        if config_path is not None:
+            config_path.write_text(text)
+        options = {"master_key": MASTER, **options}
+        opts = ServerOptions(config_path=str(config_path) if config_path else None,
+                             db_path=str(tmp_path / db_name), **options)
+        app = create_app(parse_config(text), opts, clock=clock)
+        server = await aiohttp_server(app)
+        http = aiohttp.ClientSession()
+        sessions.append(http)
+        return Gateway(str(server.make_url("")).rstrip("/"), tmp_path / db_name, http, app)
+
+    yield start
+    for http in sessions:
+        await http.close()
+
+
+@pytest.fixture
+async def gateway(start_gateway) -> Gateway:
+    return await start_gateway()
+
+
+@pytest.fixture
+async def key(gateway) -> str:
+    return (await gateway.create_key())["key"]
+
+
+def parse_sse(raw: bytes) -> list[Any]:
+    """The `data:` payloads of a gateway stream, JSON-decoded (`[DONE]` kept as a string)."""
+    out = []
+    for block in raw.decode().split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("data: "):
+                payload = line[6:]
+                out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out
+
+
+def check_stream(events: list[Any], model: str, include_usage: bool = False) -> list[dict]:
+    """Every SPEC section 5 streaming rule that holds for any complete stream; returns the chunks."""
+    assert events and events[-1] == "[DONE]", "a whole stream ends with [DONE]"
+    chunks = events[:-1]
+    for chunk in chunks:
+        errors = [e.message for e in CHUNK_SCHEMA.iter_errors(chunk)]
+        assert not errors, (errors, chunk)
+    assert len({c["id"] for c in chunks}) == 1 and len({c["created"] for c in chunks}) == 1
+    assert all(c["model"] == model and c["object"] == "chat.completion.chunk" for c in chunks)
+    with_choices = [c for c in chunks if c["choices"]]
+    assert all(len(c["choices"]) == 1 and c["choices"][0]["index"] == 0 for c in with_choices)
+    assert with_choices[0]["choices"][0]["delta"].get("role") == "assistant"
+    finishes = [c["choices"][0]["finish_reason"] for c in with_choices if c["choices"][0]["finish_reason"]]
+    assert len(finishes) == 1, finishes
+    usage_chunks = [c for c in chunks if c.get("usage")]
+    if include_usage:
+        assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1] and chunks[-1]["choices"] == []
+        u = usage_chunks[0]["usage"]
+        assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
+    else:
+        assert not usage_chunks
+    for c in with_choices:
+        assert "<think>" not in (c["choices"][0]["delta"].get("content") or "")
+    return chunks
+
+
+def joined(chunks: list[dict], field: str) -> str:
+    return "".join(c["choices"][0]["delta"].get(field) or "" for c in chunks if c["choices"])
+
+
+def check_error(body: dict, status_code: str | None = None) -> dict:
+    errors = [e.message for e in ERROR_SCHEMA.iter_errors(body)]
+    assert not errors, (errors, body)
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    if status_code is not None:
+        assert body["error"]["code"] == status_code, body
+    return body["error"]

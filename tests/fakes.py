@@ -1,0 +1,122 @@
+"""A scripted fake provider on a real port, speaking the OpenAI and Anthropic dialects.
+
+Tests queue behaviours (`upstream.queue(...)`); each upstream request takes the
+next one, or the default answer when the queue is empty. Every request body the
+gateway sent is kept in `upstream.requests` for assertions.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@dataclass
+class Behaviour:
+    status: int = 200
+    json: Any = None                 # a whole JSON body
+    sse: bytes | None = None         # a raw SSE body, streamed as given
+    chunk_size: int | None = None    # split the SSE body into pieces of this size
+    delay: float = 0.0               # pause before each piece
+    hang: float = 0.0                # pause before the headers
+    headers: dict[str, str] = field(default_factory=dict)
+    reset_after: int | None = None   # drop the connection after this many pieces
+    stall_after: int | None = None   # go silent (forever) after this many pieces
+
+
+def openai_text(text: str = "Hello from upstream", model: str = "up-model", usage: bool = True) -> dict[str, Any]:
+    body = {"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop", "logprobs": None}]}
+    if usage:
+        body["usage"] = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    return body
+
+
+def openai_sse(pieces: list[str], model: str = "up-model", usage: bool = True, finish: str = "stop",
+               field_name: str = "content") -> bytes:
+    head = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model}
+    events = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                    "finish_reason": None}]}]
+    events += [{**head, "choices": [{"index": 0, "delta": {field_name: p}, "finish_reason": None}]} for p in pieces]
+    events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    if usage:
+        events.append({**head, "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(pieces),
+                                                         "total_tokens": 11 + len(pieces)}})
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def fixture_sse(name: str) -> bytes:
+    return (FIXTURES / "upstream" / name).read_bytes()
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._queue: list[Behaviour] = []
+        self.default: Behaviour | None = None
+        self.url = ""
+        self.cancelled = 0            # streams whose client (the gateway) went away
+        self.active = 0
+
+    def queue(self, *behaviours: Behaviour) -> None:
+        self._queue.extend(behaviours)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_post("/v1/messages", self._handle)
+        return app
+
+    def _default(self, body: dict[str, Any], path: str) -> Behaviour:
+        if self.default is not None:
+            return self.default
+        if path.endswith("/messages"):
+            if body.get("stream"):
+                return Behaviour(sse=fixture_sse("anthropic/text-ping.sse"))
+            return Behaviour(json={"id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
+                                   "content": [{"type": "text", "text": "Hello from Claude"}],
+                                   "stop_reason": "end_turn", "usage": {"input_tokens": 10, "output_tokens": 4}})
+        if body.get("stream"):
+            return Behaviour(sse=openai_sse(["Hello", " from", " upstream"], model=body.get("model", "")))
+        return Behaviour(json=openai_text(model=body.get("model", "")))
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        b = self._queue.pop(0) if self._queue else self._default(body, request.path)
+        if b.hang:
+            await asyncio.sleep(b.hang)
+        if b.sse is None:
+            return web.json_response(b.json if b.json is not None else {"error": {"message": "scripted failure"}},
+                                     status=b.status, headers=b.headers)
+        response = web.StreamResponse(status=b.status, headers={"content-type": "text/event-stream", **b.headers})
+        await response.prepare(request)
+        size = b.chunk_size or len(b.sse) or 1
+        pieces = [b.sse[i:i + size] for i in range(0, len(b.sse), size)]
+        self.active += 1
+        try:
+            for n, piece in enumerate(pieces):
+                if b.reset_after is not None and n >= b.reset_after:
+                    request.transport.close()
+                    return response
+                if b.stall_after is not None and n >= b.stall_after:
+                    await asyncio.sleep(3600)
+                if b.delay:
+                    await asyncio.sleep(b.delay)
+                await response.write(piece)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.cancelled += 1
+            raise
+        finally:
+            self.active -= 1
+        await response.write_eof()
+        return response
