@@ -4,13 +4,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import admin, handlers, proxy
-from gateway.appkeys import (CLOCK, KEYS, LEDGER, OPTIONS, ROUTER, STORE, TABLE, UPSTREAM, ServerOptions,
+from gateway.appkeys import (CLOCK, KEYS, LEDGER, METRICS, OPTIONS, ROUTER, STORE, TABLE, UPSTREAM, ServerOptions,
                              TableHolder)
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.middleware import error_middleware, request_id_middleware
 from gateway.keys import KeyRegistry
 from gateway.ledger import LedgerWriter
+from gateway.metrics import Metrics
 from gateway.reload import watchers_ctx
 from gateway.router import Router
 from gateway.routing import RoutingTable
@@ -45,9 +46,11 @@ def create_app(config: Config, options: ServerOptions, clock: Clock | None = Non
     app[CLOCK] = clock or Clock()
     app[TABLE] = TableHolder(RoutingTable(config))
     app[ROUTER] = Router()
+    app[METRICS] = Metrics(app[ROUTER], lambda: app.get(LEDGER))
     app.cleanup_ctx.extend([_store_ctx, _upstream_ctx, watchers_ctx])
     app.router.add_post("/v1/chat/completions", proxy.chat_completions)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/health", handlers.health)
+    app.router.add_get("/metrics", handlers.metrics)
     admin.add_routes(app)
     return app

@@ -8,6 +8,7 @@ from aiohttp import web
 from gateway.clock import Clock
 from gateway.keys import KeyRegistry
 from gateway.ledger import LedgerWriter
+from gateway.metrics import Metrics
 from gateway.router import Router
 from gateway.routing import RoutingTable
 from gateway.store import Store
@@ -41,5 +42,6 @@ KEYS = web.AppKey("keys", KeyRegistry)
 LEDGER = web.AppKey("ledger", LedgerWriter)
 ROUTER = web.AppKey("router", Router)
 UPSTREAM = web.AppKey("upstream", Upstream)
+METRICS = web.AppKey("metrics", Metrics)
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -47,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"))
+    serve.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"),
+                       choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--log-format", default=os.environ.get("GATEWAY_LOG_FORMAT", "json"), choices=("json", "text"))
+    serve.add_argument("--no-access-log", action="store_true", help="no line per request (errors still logged)")
     check = sub.add_parser("check", help="validate the config")
     _common(check)
     keys = sub.add_parser("keys", help="manage client keys")
@@ -107,8 +110,11 @@ def cmd_serve(args) -> int:
     from gateway.app import create_app
     from gateway.appkeys import ServerOptions
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    from gateway import logs
+
+    logs.setup(args.log_level, args.log_format)
+    if args.no_access_log:
+        logs.ACCESS.setLevel(logging.WARNING)
     config = _load(args.config)
     options = ServerOptions(config_path=args.config, db_path=args.db,
                             master_key=os.environ.get("GATEWAY_MASTER_KEY") or None)

@@ -1,10 +1,10 @@
-"""Thin HTTP handlers besides chat completions: models and health."""
+"""Thin HTTP handlers besides chat completions: models, health and metrics."""
 from __future__ import annotations
 
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import KEYS, STORE, TABLE
+from gateway.appkeys import KEYS, METRICS, STORE, TABLE
 from gateway.errors import ServiceUnavailable
 
 _CREATED = 1_700_000_000   # routes have no creation date; a fixed one keeps answers stable
@@ -26,3 +26,8 @@ async def health(request: web.Request) -> web.Response:
     if not ok:
         raise ServiceUnavailable("The database does not answer.", code="database_unavailable")
     return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"})

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway import protocol
-from gateway.appkeys import CLOCK, KEYS, LEDGER, REQUEST_ID, ROUTER, TABLE, UPSTREAM
+from gateway import logs, protocol
+from gateway.appkeys import CLOCK, KEYS, LEDGER, METRICS, REQUEST_ID, ROUTER, TABLE, UPSTREAM
 from gateway.attempts import Exchange, attempt_loop
 from gateway.dialects.base import Completion, UpstreamError
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
@@ -48,11 +48,16 @@ async def read_body(request: web.Request, limit: int) -> dict[str, Any]:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     app = request.app
-    clock = app[CLOCK]
+    clock, metrics = app[CLOCK], app[METRICS]
     started = clock.monotonic()
-    key = app[KEYS].authenticate(request.headers.get("Authorization"))
+    try:
+        key = app[KEYS].authenticate(request.headers.get("Authorization"))
+    except GatewayError:
+        metrics.unauthorized()
+        raise
     table = app[TABLE].table
     ex = Exchange(request[REQUEST_ID], key, utc_iso(clock.now()), started)
+    metrics.in_flight.inc()
     try:
         return await _serve(request, ex, table)
     except GatewayError as err:
@@ -67,11 +72,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         ex.row["http_status"] = 499
         raise
     finally:
-        ex.row["attempts"] = ex.attempts
-        ex.row["latency_ms"] = round((clock.monotonic() - started) * 1000, 3)
+        metrics.in_flight.dec()
+        row = ex.row
+        row["attempts"] = ex.attempts
+        row["latency_ms"] = round((clock.monotonic() - started) * 1000, 3)
         if ex.admission is not None:
-            ex.admission.settle(clock.now(), ex.row["total_tokens"], ex.row["cost_usd"])
-        app[LEDGER].record(ex.row)
+            ex.admission.settle(clock.now(), row["total_tokens"], row["cost_usd"])
+        app[LEDGER].record(row)
+        metrics.observe(row)
+        logs.access(row, key.row.key_prefix)
 
 
 async def _serve(request: web.Request, ex: Exchange, table: RoutingTable) -> web.StreamResponse:

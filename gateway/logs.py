@@ -1,0 +1,65 @@
+"""Log formatting: one JSON object per line by default, `key=value` text for people.
+
+The access log is one line per chat request with the fields operators filter
+on; it never carries a secret or a prompt. Any message is passed through
+`redact` so a key-shaped string echoed by an upstream cannot reach a log.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from gateway.errors import redact
+
+ACCESS = logging.getLogger("gateway.access")
+
+_ACCESS_FIELDS = ("request_id", "key_id", "route", "provider", "upstream_model", "stream", "status", "http_status",
+                  "error_code", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "latency_ms",
+                  "ttft_ms", "attempts")
+
+
+def _base(record: logging.LogRecord) -> dict[str, Any]:
+    return {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name, "msg": redact(record.getMessage())}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = _base(record)
+        fields = getattr(record, "fields", None)
+        if fields:
+            out.update(fields)
+        if record.exc_info and record.levelno >= logging.ERROR:
+            out["error"] = redact(f"{record.exc_info[0].__name__}")
+        return orjson.dumps(out).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = _base(record)
+        line = f"{out['ts']} {out['level']:<7} {out['logger']}: {out['msg']}"
+        fields = getattr(record, "fields", None)
+        if fields:
+            line += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        return line
+
+
+def setup(level: str = "info", fmt: str = "json") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def access(row: dict[str, Any], key_prefix: str) -> None:
+    """One line per request; free when the access logger is off."""
+    if not ACCESS.isEnabledFor(logging.INFO):
+        return
+    fields = {name: row.get(name) for name in _ACCESS_FIELDS}
+    fields["key_prefix"] = key_prefix
+    ACCESS.info("request", extra={"fields": fields})

@@ -1,0 +1,100 @@
+"""Prometheus metrics, every name prefixed `gateway_`, on an app-owned registry.
+
+Per-request counters are bumped once, when the ledger row is final; target
+health and the ledger queue are read from their owners at scrape time, so
+they cost the request path nothing. Labels are bounded: route and provider
+names come from the config, never from client input or keys.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from gateway.ledger import LedgerWriter
+from gateway.router import Router
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_REFUSALS = {"rate_limit_exceeded": "rate_limit", "request_exceeds_limit": "rate_limit",
+             "budget_exceeded": "budget"}
+
+
+class _Live:
+    """Reads router health and ledger state when Prometheus scrapes."""
+
+    def __init__(self, router: Router, ledger_ref):
+        self.router, self.ledger_ref = router, ledger_ref
+
+    def collect(self) -> Iterable[Any]:
+        errors = CounterMetricFamily("gateway_upstream_errors", "Failed upstream attempts by target",
+                                     labels=["provider", "model"])
+        attempts = CounterMetricFamily("gateway_upstream_attempts", "Upstream attempts by target",
+                                       labels=["provider", "model"])
+        cooling = GaugeMetricFamily("gateway_target_failures_in_a_row", "Consecutive failures by target",
+                                    labels=["provider", "model"])
+        for (provider, model), health in list(self.router.health.items()):
+            errors.add_metric([provider, model], health.errors)
+            attempts.add_metric([provider, model], health.requests)
+            cooling.add_metric([provider, model], health.failures)
+        yield from (errors, attempts, cooling)
+        ledger: LedgerWriter | None = self.ledger_ref()
+        if ledger is not None:
+            yield GaugeMetricFamily("gateway_ledger_queue_depth", "Ledger rows waiting to be written",
+                                    value=ledger.depth)
+            yield CounterMetricFamily("gateway_ledger_dropped_rows", "Ledger rows lost past the buffer bound",
+                                      value=ledger.dropped)
+            yield CounterMetricFamily("gateway_ledger_written_rows", "Ledger rows written", value=ledger.written)
+
+
+class Metrics:
+    def __init__(self, router: Router, ledger_ref):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("gateway_requests", "Chat completion requests by route, provider and status",
+                                ["route", "provider", "status"], registry=r)
+        self.latency = Histogram("gateway_request_duration_seconds", "Request latency", ["route"],
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("gateway_time_to_first_token_seconds", "Time to first token (or whole answer)",
+                              ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("gateway_tokens", "Tokens by route and kind", ["route", "kind"], registry=r)
+        self.spend = Counter("gateway_spend_usd", "Spend in USD by route", ["route"], registry=r)
+        self.retries = Counter("gateway_retries", "Upstream retries by route", ["route"], registry=r)
+        self.refusals = Counter("gateway_limit_refusals", "Requests refused by limits", ["reason"], registry=r)
+        self.in_flight = Gauge("gateway_in_flight_requests", "Requests being served", registry=r)
+        r.register(_Live(router, ledger_ref))
+        self._children: dict[tuple, Any] = {}
+
+    def _child(self, metric, *labels: str):
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe(self, row: dict[str, Any]) -> None:
+        route = row.get("route") or ""
+        self._child(self.requests, route, row.get("provider") or "", row["status"]).inc()
+        code = row.get("error_code")
+        if code in _REFUSALS:
+            self._child(self.refusals, _REFUSALS[code]).inc()
+        if row["status"] == "rejected":
+            return
+        if row.get("latency_ms") is not None:
+            self._child(self.latency, route).observe(row["latency_ms"] / 1000)
+        if row.get("ttft_ms") is not None:
+            self._child(self.ttft, route).observe(row["ttft_ms"] / 1000)
+        if row["prompt_tokens"]:
+            self._child(self.tokens, route, "prompt").inc(row["prompt_tokens"])
+        if row["completion_tokens"]:
+            self._child(self.tokens, route, "completion").inc(row["completion_tokens"])
+        if row["cost_usd"]:
+            self._child(self.spend, route).inc(row["cost_usd"])
+        if row["attempts"] > 1:
+            self._child(self.retries, route).inc(row["attempts"] - 1)
+
+    def unauthorized(self) -> None:
+        self._child(self.requests, "", "", "unauthorized").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
