@@ -66,12 +66,14 @@ class ThinkSplitter:
 
 
 def split_whole(text: str) -> tuple[str | None, str]:
-    """Non-streamed content: (reasoning or None, content without the tags)."""
+    """Non-streamed content: (reasoning or None, content without the tags).
+
+    None means there was no leading tag; an empty `<think></think>` still gives
+    "" so the tags never reach the content.
+    """
+    if not text.lstrip().startswith(OPEN):
+        return None, text
     splitter = ThinkSplitter()
     reasoning, content = splitter.feed(text)
     more_reasoning, more_content = splitter.flush()
-    reasoning += more_reasoning
-    content += more_content
-    if splitter._state == _START or splitter._state == _PASS and not reasoning:
-        return None, text
-    return reasoning, content
+    return reasoning + more_reasoning, content + more_content
