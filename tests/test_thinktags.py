@@ -12,6 +12,7 @@ import itertools
 import pytest
 
 from gateway.thinktags import ThinkSplitter, split_whole
+from tests.fakes import Behaviour, openai_text
 
 CASES = [
     # (text, reasoning, content)
@@ -122,7 +123,6 @@ def test_split_whole(text, reasoning, content):
                                                     ("<think></think>Answer", None, "Answer"),
                                                     ("Say <think> twice", None, "Say <think> twice")])
 async def test_whole_answer_through_the_gateway(gateway, key, upstream, text, reasoning, content):
-    from tests.fakes import Behaviour, openai_text
     upstream.queue(Behaviour(json=openai_text(text)))
     resp = await gateway.post(key, {"model": "gpt", "messages": [{"role": "user", "content": "x"}]})
     message = (await resp.json())["choices"][0]["message"]
