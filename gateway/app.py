@@ -10,7 +10,7 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.middleware import error_middleware, request_id_middleware
 from gateway.keys import KeyRegistry
-from gateway.ledger import LedgerWriter
+from gateway.ledger import LedgerWriter, NullLedger
 from gateway.metrics import Metrics
 from gateway.reload import watchers_ctx
 from gateway.router import Router
@@ -25,7 +25,7 @@ async def _store_ctx(app: web.Application):
     keys = KeyRegistry()
     await keys.load(store, app[CLOCK].now())
     app[KEYS] = keys
-    ledger = LedgerWriter(store)
+    ledger = LedgerWriter(store) if app[OPTIONS].ledger else NullLedger(store)
     ledger.start()
     app[LEDGER] = ledger
     yield

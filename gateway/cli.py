@@ -117,7 +117,10 @@ def cmd_serve(args) -> int:
         logs.ACCESS.setLevel(logging.WARNING)
     config = _load(args.config)
     options = ServerOptions(config_path=args.config, db_path=args.db,
-                            master_key=os.environ.get("GATEWAY_MASTER_KEY") or None)
+                            master_key=os.environ.get("GATEWAY_MASTER_KEY") or None,
+                            ledger=os.environ.get("GATEWAY_BENCH_LEDGER_OFF") != "1")
+    if not options.ledger:
+        logging.getLogger("gateway").warning("GATEWAY_BENCH_LEDGER_OFF=1: no ledger rows are written (bench only)")
     try:
         import uvloop
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -84,3 +84,13 @@ class LedgerWriter:
                 return
             await asyncio.sleep(0.1)
         log.error("ledger: %d rows could not be written at shutdown", len(self._rows))
+
+
+class NullLedger(LedgerWriter):
+    """The benchmark's ledger-off run (GATEWAY_BENCH_LEDGER_OFF=1), to measure what the ledger costs.
+
+    Rows are counted as dropped and never written: never for real use (SPEC section 9).
+    """
+
+    def record(self, row: dict[str, Any]) -> None:
+        self.dropped += 1
