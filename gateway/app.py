@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import admin, handlers, proxy
+from gateway import admin, handlers, proxy, ui
 from gateway.appkeys import (CLOCK, KEYS, LEDGER, METRICS, OPTIONS, ROUTER, STORE, TABLE, UPSTREAM, ServerOptions,
                              TableHolder)
 from gateway.clock import Clock
@@ -53,4 +53,5 @@ def create_app(config: Config, options: ServerOptions, clock: Clock | None = Non
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)
     admin.add_routes(app)
+    ui.add_routes(app)
     return app
