@@ -1,13 +1,17 @@
 """Client keys in memory: lookup by hash, live usage, and pickup of changes.
 
 The database is the truth; this registry mirrors it so the request path needs
-no DB round trip. Changes made elsewhere (the CLI) are polled in every second.
+no DB round trip. Changes made elsewhere (the CLI, or SQL typed into `sqlite3`)
+are noticed through SQLite's `data_version`, polled every second, and then the
+key rows are re-read whole: no timestamps are compared, so neither clock skew
+between processes nor a change in the same millisecond can hide one.
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
+import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from gateway.errors import AuthError, InvalidRequest
@@ -43,7 +47,7 @@ class KeyRegistry:
     def __init__(self) -> None:
         self.by_hash: dict[str, KeyState] = {}
         self.by_id: dict[str, KeyState] = {}
-        self.seen_until = ""
+        self.db_version: int | None = None
 
     def authenticate(self, authorization: str | None) -> KeyState:
         if not authorization or not authorization.startswith("Bearer "):
@@ -63,15 +67,12 @@ class KeyRegistry:
             self.by_hash[row.key_hash] = state
         else:
             state.row = row
-            if state.usage.budget.period != row.budget_period:
-                state.usage.budget.period = row.budget_period
-                state.usage.budget.start = -1.0  # recomputed on next use
-        if row.updated_at > self.seen_until:
-            self.seen_until = row.updated_at
+            state.usage.budget.period = row.budget_period
         return state
 
     async def load(self, store: Store, now: float) -> None:
         """All keys, then windows and period spend rebuilt from the ledger: a restart forgives nothing."""
+        self.db_version = await store.data_version()   # first, so a change made during the load is seen
         for row in await store.list_keys():
             self.put(row)
         for key_id, created_at, tokens in await store.recent_admissions(utc_iso(now - SPAN)):
@@ -80,25 +81,28 @@ class KeyRegistry:
                 t = _parse_iso(created_at)
                 state.usage.rpm.add(t, 1)
                 state.usage.tpm.add(t, tokens or 0)
-        totals = await store.spend_total()
-        by_period: dict[str, dict[str, float]] = {}
-        for state in self.by_id.values():
-            budget = state.usage.budget
-            budget.start = period_start(budget.period, now)
-            if budget.period not in by_period:
-                by_period[budget.period] = await store.spend_since(utc_iso(budget.start)) if budget.start else totals
-            budget.spent = by_period[budget.period].get(state.row.id, 0.0)
-            budget.total = totals.get(state.row.id, 0.0)
+        day = await store.spend_since(utc_iso(period_start("daily", now)))
+        month = await store.spend_since(utc_iso(period_start("monthly", now)))
+        total = await store.spend_total()
+        for key_id, state in self.by_id.items():
+            state.usage.budget.load(now, day.get(key_id, 0.0), month.get(key_id, 0.0), total.get(key_id, 0.0))
 
     async def refresh(self, store: Store) -> int:
-        rows = await store.keys_changed_since(self.seen_until)
-        for row in rows:
-            self.put(row)
-        return len(rows)
+        """Pick up keys another process changed; returns how many changed."""
+        version = await store.data_version()
+        if version == self.db_version:
+            return 0
+        self.db_version = version
+        changed = 0
+        for row in await store.list_keys():
+            state = self.by_id.get(row.id)
+            if state is None or state.row != row:
+                self.put(row)
+                changed += 1
+        return changed
 
 
 def _parse_iso(text: str) -> float:
-    from datetime import datetime
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
@@ -121,7 +125,8 @@ def check_limits(limits: KeyLimits, caps: Any) -> None:
     for field, value, cap in checks:
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (field != "max_budget" and not isinstance(value, int)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or (field != "max_budget" and not isinstance(value, int)):
             raise InvalidRequest(f"'{field}' must be a {'number' if field == 'max_budget' else 'whole number'}.",
                                  param=field, code="invalid_type")
         if value < (0 if field == "max_budget" else 1):

@@ -2,8 +2,11 @@
 
 `record` only appends to a list. A background task writes a batch per
 transaction every few milliseconds; `close` writes everything that is left.
-While the database refuses writes (locked, disk full) rows wait in a bounded
-buffer and are retried; only past the bound are they dropped, and counted.
+Only one drain runs at a time, and it is shielded: a caller of `flush` that is
+cancelled (a client gone away) never cuts a transaction in half, and two
+callers never write the same rows twice. While the database refuses writes
+(locked, disk full) rows wait in a bounded buffer and are retried; only past
+the bound are they dropped, and counted.
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ class LedgerWriter:
         self._rows: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._drain: asyncio.Future | None = None
         self._failing = False
+        self._closing = False
 
     @property
     def depth(self) -> int:
@@ -47,7 +52,7 @@ class LedgerWriter:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval if not self._failing else 1.0)
             except asyncio.TimeoutError:
@@ -56,6 +61,12 @@ class LedgerWriter:
             await self.flush()
 
     async def flush(self) -> None:
+        """Write every buffered row (unless the database refuses); joins a drain already running."""
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.ensure_future(self._write_all())
+        await asyncio.shield(self._drain)
+
+    async def _write_all(self) -> None:
         while self._rows:
             rows = self._rows[: self.batch]
             try:
@@ -72,12 +83,11 @@ class LedgerWriter:
                 self._failing = False
 
     async def close(self) -> None:
+        """Stop the background task between batches, then write what is left (retrying ~5 s)."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await self._task
         for _ in range(50):
             await self.flush()
             if not self._rows:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from gateway.errors import BudgetExceeded, RateLimited
 
 SPAN = 60.0
+DAY = 86400.0
 
 
 class _Entry:
@@ -85,16 +86,44 @@ def duration(seconds: float) -> str:
 
 @dataclass
 class Budget:
+    """Settled spend per UTC day, per UTC month and in all, so changing a key's period needs no DB.
+
+    A cost counts in the day and month its request was admitted in, as the
+    ledger dates a row by its `created_at`; `spent` is the key's own period.
+    """
+
     period: str
-    start: float = 0.0
-    spent: float = 0.0        # settled spend in the current period
+    day_start: float = -1.0
+    day: float = 0.0
+    month_start: float = -1.0
+    month: float = 0.0
+    total: float = 0.0
     reserved: float = 0.0     # worst cases of requests in flight
-    total: float = 0.0        # lifetime spend, for reports
+
+    @property
+    def spent(self) -> float:
+        return self.day if self.period == "daily" else self.month if self.period == "monthly" else self.total
 
     def roll(self, now: float) -> None:
-        start = period_start(self.period, now)
-        if start != self.start:
-            self.start, self.spent = start, 0.0
+        if self.day_start <= now < self.day_start + DAY:
+            return
+        day = period_start("daily", now)
+        if day != self.day_start:
+            self.day_start, self.day = day, 0.0
+            month = period_start("monthly", now)
+            if month != self.month_start:
+                self.month_start, self.month = month, 0.0
+
+    def load(self, now: float, day: float, month: float, total: float) -> None:
+        self.roll(now)
+        self.day, self.month, self.total = day, month, total
+
+    def book(self, cost: float, day_start: float, month_start: float) -> None:
+        self.total += cost
+        if day_start == self.day_start:
+            self.day += cost
+        if month_start == self.month_start:
+            self.month += cost
 
 
 @dataclass
@@ -106,9 +135,12 @@ class Admission:
     token_entry: _Entry
     reserved_cost: float
     headers: dict[str, str]
+    day_start: float
+    month_start: float
     settled: bool = False
 
     def settle(self, now: float, tokens: int, cost: float) -> None:
+        """Swap the prompt estimate for the real tokens, and the reserved worst case for the real cost."""
         if self.settled:
             return
         self.settled = True
@@ -116,9 +148,10 @@ class Admission:
         usage.tpm.cancel(self.token_entry)
         if tokens:
             usage.tpm.add(now, tokens)
-        usage.budget.reserved -= self.reserved_cost
-        usage.budget.spent += cost
-        usage.budget.total += cost
+        budget = usage.budget
+        budget.roll(now)
+        budget.reserved -= self.reserved_cost
+        budget.book(cost, self.day_start, self.month_start)
 
 
 @dataclass
@@ -155,7 +188,8 @@ class KeyUsage:
         request_entry = rpm.add(now, 1)
         token_entry = tpm.add(now, prompt_tokens)
         budget.reserved += worst_cost
-        return Admission(self, request_entry, token_entry, worst_cost, self.headers(now, rpm_limit, tpm_limit))
+        return Admission(self, request_entry, token_entry, worst_cost, self.headers(now, rpm_limit, tpm_limit),
+                         budget.day_start, budget.month_start)
 
     def headers(self, now: float, rpm_limit: int, tpm_limit: int) -> dict[str, str]:
         return {

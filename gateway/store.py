@@ -2,9 +2,12 @@
 
 One aiosqlite connection in autocommit mode with explicit transactions; SQLite
 in WAL mode so `sqlite3` users and the CLI can read while the server writes.
+Writes take `_write_lock`, so a key written by the admin API never lands inside
+(and never rolls back with) a ledger batch that is between BEGIN and COMMIT.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass
@@ -65,6 +68,7 @@ class KeyRow:
 class Store:
     def __init__(self, db: aiosqlite.Connection):
         self.db = db
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str) -> "Store":
@@ -88,8 +92,9 @@ class Store:
                          budget: float, period: str, models: list[str] | None, now: str) -> KeyRow:
         row = (key_id, name, key_prefix, key_hash, rpm, tpm, budget, period,
                json.dumps(models) if models is not None else None, now, None, now)
-        await self.db.execute(f"INSERT INTO api_keys ({', '.join(KEY_COLUMNS)}) VALUES "
-                              f"({', '.join('?' for _ in KEY_COLUMNS)})", row)
+        async with self._write_lock:
+            await self.db.execute(f"INSERT INTO api_keys ({', '.join(KEY_COLUMNS)}) VALUES "
+                                  f"({', '.join('?' for _ in KEY_COLUMNS)})", row)
         return KeyRow.from_row(row)
 
     async def get_key(self, key_id: str) -> KeyRow | None:
@@ -101,10 +106,10 @@ class Store:
         async with self.db.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, id") as cur:
             return [KeyRow.from_row(row) async for row in cur]
 
-    async def keys_changed_since(self, since: str) -> list[KeyRow]:
-        async with self.db.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE updated_at >= ?",
-                                   (since,)) as cur:
-            return [KeyRow.from_row(row) async for row in cur]
+    async def data_version(self) -> int:
+        """Changes when another connection (the CLI, a `sqlite3` user) commits to the database file."""
+        async with self.db.execute("PRAGMA data_version") as cur:
+            return (await cur.fetchone())[0]
 
     async def update_key(self, key_id: str, changes: dict[str, Any], now: str) -> KeyRow | None:
         allowed = {"name", "rpm_limit", "tpm_limit", "max_budget", "budget_period", "models", "revoked_at"}
@@ -112,7 +117,9 @@ class Store:
                   for k, v in changes.items() if k in allowed}
         fields["updated_at"] = now
         assignments = ", ".join(f"{k} = ?" for k in fields)
-        cur = await self.db.execute(f"UPDATE api_keys SET {assignments} WHERE id = ?", (*fields.values(), key_id))
+        async with self._write_lock:
+            cur = await self.db.execute(f"UPDATE api_keys SET {assignments} WHERE id = ?",
+                                        (*fields.values(), key_id))
         if cur.rowcount == 0:
             return None
         return await self.get_key(key_id)
@@ -120,13 +127,15 @@ class Store:
     # -- ledger ------------------------------------------------------------
     async def insert_rows(self, rows: list[dict[str, Any]]) -> None:
         """One transaction per batch: a batch is written whole or not at all."""
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            await self.db.executemany(_INSERT_LEDGER, [tuple(r.get(c) for c in LEDGER_COLUMNS) for r in rows])
-            await self.db.execute("COMMIT")
-        except Exception:
-            await self.db.execute("ROLLBACK")
-            raise
+        values = [tuple(r.get(c) for c in LEDGER_COLUMNS) for r in rows]
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                await self.db.executemany(_INSERT_LEDGER, values)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
 
     async def recent_admissions(self, since: str) -> list[tuple[str, str, int]]:
         """(key_id, created_at, total_tokens) of admitted requests since `since`, for the windows."""
