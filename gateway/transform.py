@@ -132,7 +132,8 @@ class ChunkBuilder:
     def _chunk(self, delta: dict[str, Any], finish: str | None, logprobs: dict | None) -> bytes:
         if not self.sent_role:
             delta = {"role": "assistant", **delta}
-            delta.setdefault("content", "")
+            # as OpenAI does: "" opens a text answer, null a tool call or refusal
+            delta.setdefault("content", None if "tool_calls" in delta or "refusal" in delta else "")
             self.sent_role = True
         choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
         if logprobs is not None:

@@ -15,6 +15,7 @@ from gateway.dialects.base import Completion, Delta, SSEEvent, TargetView, Upstr
 name = "openai"
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning_signature")
+_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
 
 
 def _messages_for(messages: list[dict[str, Any]], keep_reasoning: bool) -> list[dict[str, Any]]:
@@ -41,13 +42,41 @@ def build_request(body: dict[str, Any], target: TargetView, stream: bool) -> Ups
     return UpstreamRequest(f"{(target.base_url or '').rstrip('/')}/chat/completions", headers, payload)
 
 
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def parse_usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
-    details = raw.get("completion_tokens_details") or {}
-    prompt_details = raw.get("prompt_tokens_details") or {}
-    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0),
-                 details.get("reasoning_tokens"), prompt_details.get("cached_tokens"))
+    details = raw.get("completion_tokens_details")
+    prompt_details = raw.get("prompt_tokens_details")
+    return Usage(_count(raw.get("prompt_tokens")) or 0, _count(raw.get("completion_tokens")) or 0,
+                 _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None,
+                 _count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None)
+
+
+def _finish(reason: Any) -> str | None:
+    """OpenAI's four reasons; one an upstream invents (`eos`, `insufficient_system_resource`) ends as `stop`."""
+    if not reason:
+        return None   # some upstreams send "" on chunks that do not finish
+    return reason if reason in _FINISH_REASONS else "stop"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _tool_calls(raw: Any) -> list[dict[str, Any]] | None:
+    """Tool-call objects only; `arguments` given as an object (some upstreams) become the JSON text."""
+    if not isinstance(raw, list):
+        return None
+    calls = [c for c in raw if isinstance(c, dict)]
+    for i, call in enumerate(calls):
+        fn = call.get("function")
+        if isinstance(fn, dict) and not isinstance(fn.get("arguments"), (str, type(None))):
+            calls[i] = {**call, "function": {**fn, "arguments": orjson.dumps(fn["arguments"]).decode()}}
+    return calls or None
 
 
 def error_message(data: Any) -> str | None:
@@ -60,28 +89,51 @@ def error_message(data: Any) -> str | None:
     return None
 
 
-def parse_response(data: dict[str, Any]) -> Completion:
+def parse_response(data: Any) -> Completion:
     message = error_message(data)
-    choices = data.get("choices")
-    if message is not None or not isinstance(choices, list) or not choices:
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if message is not None or not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise UpstreamError(message or "upstream answer has no choices")
     choice = choices[0]
-    msg = choice.get("message") or {}
-    content = msg.get("content")
-    if isinstance(content, list):   # content parts, some of them thinking
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") != "thinking")
-    return Completion(content=content, reasoning=msg.get("reasoning_content") or msg.get("reasoning"),
-                      refusal=msg.get("refusal"), tool_calls=msg.get("tool_calls") or None,
-                      finish_reason=choice.get("finish_reason") or "stop", usage=parse_usage(data.get("usage")),
-                      logprobs=choice.get("logprobs"))
+    msg = choice.get("message")
+    msg = msg if isinstance(msg, dict) else {}
+    content, reasoning = _content_and_reasoning(msg)
+    logprobs = choice.get("logprobs")
+    return Completion(content=content, reasoning=reasoning, refusal=_text(msg.get("refusal")),
+                      tool_calls=_tool_calls(msg.get("tool_calls")),
+                      finish_reason=_finish(choice.get("finish_reason")) or "stop",
+                      usage=parse_usage(data.get("usage")), logprobs=logprobs if isinstance(logprobs, dict) else None)
+
+
+def _part_text(value: Any) -> str:
+    """A part's text: a string, or (Mistral's thinking) a list of text parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(p["text"] for p in value if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
 
 
 def _content_parts(parts: list[Any]) -> tuple[str, str]:
+    """(text, thinking) of content given as parts, e.g. Mistral Magistral's `thinking` parts."""
     text, thinking = [], []
     for part in parts:
         if isinstance(part, dict):
-            (thinking if part.get("type") == "thinking" else text).append(part.get("text") or part.get("thinking") or "")
+            if part.get("type") == "thinking":
+                thinking.append(_part_text(part.get("thinking")) or _part_text(part.get("text")))
+            else:
+                text.append(_part_text(part.get("text")))
     return "".join(text), "".join(thinking)
+
+
+def _content_and_reasoning(d: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Content and reasoning of a message or delta, whichever field or part form carries them."""
+    content = d.get("content")
+    reasoning = _text(d.get("reasoning_content")) or _text(d.get("reasoning"))
+    if isinstance(content, list):
+        content, thinking = _content_parts(content)
+        reasoning = (reasoning or "") + thinking or None
+    return _text(content), reasoning
 
 
 class StreamDecoder:
@@ -101,22 +153,21 @@ class StreamDecoder:
             raise UpstreamError("upstream sent a malformed stream event") from None
         if not isinstance(obj, dict):
             raise UpstreamError("upstream sent a malformed stream event")
-        if "error" in obj:
+        if obj.get("error") is not None:
             raise UpstreamError(error_message(obj) or "upstream error")
         usage = parse_usage(obj.get("usage"))
-        choices = obj.get("choices") or ()
-        choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
+        choices = obj.get("choices")
+        choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None) \
+            if isinstance(choices, list) else None
         if choice is None:
             return [Delta(usage=usage)] if usage else []
-        d = choice.get("delta") or {}
-        content = d.get("content")
-        reasoning = d.get("reasoning_content") or d.get("reasoning")
-        if isinstance(content, list):
-            content, thinking = _content_parts(content)
-            reasoning = (reasoning or "") + thinking or None
-        return [Delta(content=content, reasoning=reasoning if isinstance(reasoning, str) else None,
-                      refusal=d.get("refusal"), tool_calls=d.get("tool_calls") or None,
-                      finish_reason=choice.get("finish_reason"), usage=usage, logprobs=choice.get("logprobs"))]
+        d = choice.get("delta")
+        d = d if isinstance(d, dict) else {}
+        content, reasoning = _content_and_reasoning(d)
+        logprobs = choice.get("logprobs")
+        return [Delta(content=content, reasoning=reasoning, refusal=_text(d.get("refusal")),
+                      tool_calls=_tool_calls(d.get("tool_calls")), finish_reason=_finish(choice.get("finish_reason")),
+                      usage=usage, logprobs=logprobs if isinstance(logprobs, dict) else None)]
 
     def finish(self) -> list[Delta]:
         return []
