@@ -186,3 +186,15 @@ def check_error(body: dict, status_code: str | None = None) -> dict:
     if status_code is not None:
         assert body["error"]["code"] == status_code, body
     return body["error"]
+
+
+@pytest.fixture(scope="module")
+def fuzz_target(tmp_path_factory):
+    """One real gateway process for a module of hostile-client tests; its log must stay clean."""
+    from tests.procs import GatewayProcess
+
+    proc = GatewayProcess(tmp_path_factory.mktemp("fuzz")).start()
+    yield proc
+    proc.stop()
+    log = proc.log.read_text()
+    assert "Traceback" not in log and proc.key not in log
