@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hmac
-import re
 from typing import Any
 
 import orjson
@@ -11,9 +10,10 @@ from aiohttp import web
 from gateway.appkeys import CLOCK, KEYS, LEDGER, OPTIONS, ROUTER, STORE, TABLE
 from gateway.errors import AuthError, GatewayError, InvalidRequest
 from gateway.keys import KeyLimits, create_key, revoke_key, update_key
+from gateway.store import is_date
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FIELDS = {"name", "rpm", "tpm", "max_budget", "budget_period", "models"}
+_SYNONYMS = {"rpm_limit": "rpm", "tpm_limit": "tpm"}   # the key object's own names work too
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -37,6 +37,11 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    for synonym, name in _SYNONYMS.items():
+        if synonym in body:
+            if name in body:
+                raise InvalidRequest(f"Give '{name}' or '{synonym}', not both.", param=synonym)
+            body[name] = body.pop(synonym)
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise InvalidRequest(f"Unknown field {unknown[0]!r}.", param=unknown[0], code="unsupported_parameter")
@@ -103,7 +108,7 @@ async def spend(request: web.Request) -> web.Response:
     since = request.query.get("since")
     if by not in ("key", "model", "day"):
         raise InvalidRequest("'by' must be key, model or day.", param="by")
-    if since is not None and not _DATE.match(since):
+    if since is not None and not is_date(since):
         raise InvalidRequest("'since' must be a date, YYYY-MM-DD.", param="since")
     await request.app[LEDGER].flush()
     rows = await request.app[STORE].spend(by, since)

@@ -205,11 +205,9 @@ async def _keys(args) -> int:
 
 
 async def _spend(args) -> int:
-    import re
+    from gateway.store import Store, is_date
 
-    from gateway.store import Store
-
-    if args.since is not None and not re.match(r"^\d{4}-\d{2}-\d{2}$", args.since):
+    if args.since is not None and not is_date(args.since):
         raise Fail("--since must be a date, YYYY-MM-DD")
     store = await Store.open(args.db)
     try:

@@ -168,6 +168,17 @@ class Store:
             return [dict(zip(names, row)) async for row in cur]
 
 
+def is_date(text: str) -> bool:
+    """A `since` filter: a real calendar date written YYYY-MM-DD."""
+    if len(text) != 10 or text[4] != "-" or text[7] != "-":
+        return False
+    try:
+        datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        return False
+    return True
+
+
 def new_secret() -> str:
     return "sk-" + secrets.token_urlsafe(32)
 
