@@ -29,8 +29,9 @@ async def page():
         await browser.close()
 
 
-async def test_operator_manages_keys_and_sees_spend(gateway, page):
-    DOCS.mkdir(exist_ok=True)
+async def test_operator_manages_keys_and_sees_spend(gateway, page, tmp_path):
+    shots = DOCS if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path   # docs/ only when asked to refresh them
+    shots.mkdir(exist_ok=True)
     await page.goto(f"{gateway.url}/dashboard")
     await page.fill("#master", "wrong")
     await page.click("#signin-form button")
@@ -52,7 +53,7 @@ async def test_operator_manages_keys_and_sees_spend(gateway, page):
     assert resp.status == 200
     row = page.locator("#keys-table tr", has_text="from-dashboard")
     await row.wait_for()
-    await page.screenshot(path=str(DOCS / "dashboard-keys.png"), full_page=True)
+    await page.screenshot(path=str(shots / "dashboard-keys.png"), full_page=True)
 
     # a limit above the cap shows the API's 400 inline
     await row.locator("input[name=rpm]").fill("5000")
@@ -66,12 +67,12 @@ async def test_operator_manages_keys_and_sees_spend(gateway, page):
     value = float(await page.get_attribute(f"#day-chart rect[data-day='{today}']", "data-value"))
     assert value == pytest.approx((11 * 1.0 + 7 * 2.0) / 1e6)
     await page.wait_for_selector("#spend-model tbody tr:has-text('gpt')")
-    await page.screenshot(path=str(DOCS / "dashboard-spend.png"), full_page=True)
+    await page.screenshot(path=str(shots / "dashboard-spend.png"), full_page=True)
 
     # routes page shows targets with live health
     await page.goto(f"{gateway.url}/dashboard#routes")
     await page.wait_for_selector("[data-route=gpt] td:has-text('up-model')")
-    await page.screenshot(path=str(DOCS / "dashboard-routes.png"), full_page=True)
+    await page.screenshot(path=str(shots / "dashboard-routes.png"), full_page=True)
 
     # revoke with confirmation; the key is refused at once
     await page.goto(f"{gateway.url}/dashboard#keys")
