@@ -98,7 +98,7 @@ def _tools(body: dict) -> None:
         raise _fail("tool_choice", "'tool_choice' must be a string or an object.", "invalid_type")
     fn = choice.get("function")
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-        raise _fail("tool_choice.function.name", "a named 'tool_choice' needs 'function.name'.",
+        raise _fail("tool_choice.function.name", "a named 'tool_choice' needs 'tool_choice.function.name', a string.",
                     "missing_required_parameter")
 
 
@@ -113,9 +113,14 @@ def _response_format(fmt: Any) -> None:
     if kind not in _FORMATS:
         raise _fail("response_format.type", "'response_format.type' must be text, json_object or json_schema.",
                     "invalid_value")
-    if kind == "json_schema" and not isinstance(fmt.get("json_schema"), dict):
-        raise _fail("response_format.json_schema", "'response_format.json_schema' is required for json_schema.",
-                    "missing_required_parameter")
+    if kind == "json_schema":
+        schema = fmt.get("json_schema")
+        if schema is None:
+            raise _fail("response_format.json_schema", "'response_format.json_schema' is required for json_schema.",
+                        "missing_required_parameter")
+        if not isinstance(schema, dict):
+            raise _fail("response_format.json_schema", "'response_format.json_schema' must be an object.",
+                        "invalid_type")
 
 
 def _thinking(thinking: Any) -> None:
