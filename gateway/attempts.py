@@ -67,16 +67,14 @@ def upstream_body(body: dict[str, Any], target: TargetEntry, thinking: bool) -> 
     return body, target.model
 
 
-def final_error(failure: AttemptFailed, provider: str) -> GatewayError:
+def final_error(failure: AttemptFailed) -> GatewayError:
     if failure.kind == "auth":
-        log.error("upstream %s refused the gateway's credentials (HTTP %s); check its api_key", provider,
-                  failure.status)
-        return UpstreamFailed(f"The upstream provider {provider!r} refused the gateway's credentials.",
+        return UpstreamFailed("The upstream provider refused the gateway's credentials.",
                               code="upstream_auth_failed")
-    if failure.kind == "status" and failure.status is not None and 400 <= failure.status < 500 \
-            and not failure.retryable:
-        return GatewayError(f"Upstream rejected the request: {failure.message}", status=failure.status,
-                            code="upstream_rejected")
+    if failure.client_fault:   # as the upstream said: its status, message, type, code and param
+        details = failure.details
+        return GatewayError(failure.message, status=failure.status, type=details.get("type"),
+                            code=details.get("code", "upstream_rejected"), param=details.get("param"))
     if failure.kind == "timeout":
         return GatewayError(f"Upstream timed out: {failure.message}", status=504, type="api_error",
                             code="upstream_timeout")
@@ -84,32 +82,59 @@ def final_error(failure: AttemptFailed, provider: str) -> GatewayError:
     return UpstreamFailed(f"All upstream attempts failed{status}: {failure.message}")
 
 
+def _next(order: list[TargetEntry], after: int, refused: set[str]) -> int | None:
+    """Index of the next target after `after` (wrapping) whose provider did not refuse our credentials."""
+    for step in range(1, len(order) + 1):
+        i = (after + step) % len(order)
+        if order[i].provider not in refused:
+            return i
+    return None
+
+
+def _note(router, target: TargetEntry, failure: AttemptFailed, now: float) -> None:
+    if failure.kind == "auth":
+        log.error("upstream %s refused the gateway's credentials (HTTP %s); check its api_key",
+                  target.provider, failure.status)
+    if not failure.client_fault:
+        router.failed(target, now)
+
+
 async def attempt_loop(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
                        body: dict[str, Any], thinking: bool, attempt):
-    """Try targets in order (wrapping around) until one works or retries run out."""
+    """Try targets in order (wrapping around) until one works or retries run out.
+
+    A retryable failure waits (backoff; the upstream's Retry-After when the next
+    attempt goes back to the same provider) and moves to the next target. A
+    provider that refused our credentials is not asked again in this request;
+    another provider may still answer.
+    """
     app = request.app
     router, clock = app[ROUTER], app[CLOCK]
     retries = entry.route.retries
-    failure: AttemptFailed | None = None
+    refused: set[str] = set()
+    index: int | None = 0
     for n in range(retries + 1):
-        target = order[n % len(order)]
+        target = order[index]
         sent, model = upstream_body(body, target, thinking)
         ex.use_target(target, model)
         ex.attempts = n + 1
         ex.headers["x-gateway-attempts"] = str(n + 1)
         began = clock.monotonic()
         try:
-            result = await attempt(target, target.dialect.build_request(sent, _view(target, model), bool(
+            return await attempt(target, target.dialect.build_request(sent, _view(target, model), bool(
                 body.get("stream"))), began)
         except AttemptFailed as exc:
             failure = exc
-            router.failed(target, clock.now())
-            if not exc.retryable or n == retries:
+            _note(router, target, exc, clock.now())
+            if exc.kind == "auth":
+                refused.add(target.provider)
+            index = _next(order, index, refused)
+            if index is None or n == retries or not (exc.retryable or exc.kind == "auth"):
                 break
-            await asyncio.sleep(router.backoff(n, exc.retry_after))
-            continue
-        return result
-    raise final_error(failure, ex.target.provider if ex.target else "?")
+            if exc.retryable:
+                same = order[index].provider == target.provider
+                await asyncio.sleep(router.backoff(n, exc.retry_after if same else None))
+    raise final_error(failure)
 
 
 def _view(target: TargetEntry, model: str) -> TargetView:

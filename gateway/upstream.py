@@ -23,34 +23,76 @@ MAX_RETRY_AFTER = 10.0
 
 
 class AttemptFailed(Exception):
-    """One upstream attempt failed; `kind` is connect | timeout | status | auth | protocol."""
+    """One upstream attempt failed; `kind` is connect | timeout | status | auth | protocol.
+
+    `details` keeps the upstream error's own `type`, `code` and `param`, so a
+    rejected request can come back to the client as the upstream said.
+    """
 
     def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = False,
-                 retry_after: float | None = None):
+                 retry_after: float | None = None, details: dict[str, str] | None = None):
         super().__init__(message)
         self.kind, self.message, self.status = kind, redact(message), status
         self.retryable, self.retry_after = retryable, retry_after
+        self.details = details or {}
+
+    @property
+    def client_fault(self) -> bool:
+        """The upstream refused what the client asked (a plain 4xx): no sign of an unhealthy target."""
+        return self.kind == "status" and not self.retryable and self.status is not None and self.status < 500
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
+def _retry_after(headers) -> float | None:
+    """Seconds the upstream asked us to wait: `retry-after-ms` (OpenAI) or `Retry-After` seconds, capped."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return min(max(float(value) * scale, 0.0), MAX_RETRY_AFTER)
+            except ValueError:
+                continue
+    return None
+
+
+_SECRET_HEADER = ("auth", "key", "token", "secret")
+
+
+def scrub(message: str, req: UpstreamRequest) -> str:
+    """Remove our own upstream credentials from a message the upstream wrote (some echo the key)."""
+    for name, value in req.headers.items():
+        if any(word in name.lower() for word in _SECRET_HEADER) and value:
+            secret = value.split()[-1]
+            if len(secret) >= 6:
+                message = message.replace(secret, "[redacted]")
+    return message
+
+
+def _error_fields(data) -> dict[str, str]:
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return {}
+    return {k: err[k] for k in ("type", "code", "param") if isinstance(err.get(k), str) and err[k]}
+
+
+def _status_failure(status: int, body: bytes, headers, dialect: ModuleType, req: UpstreamRequest) -> AttemptFailed:
     try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
-    except ValueError:
-        return None
-
-
-def _status_failure(status: int, body: bytes, headers, dialect: ModuleType) -> AttemptFailed:
-    try:
-        message = dialect.error_message(orjson.loads(body)) if body else None
+        data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
-        message = None
-    message = message or body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
+        data = None
+    message = dialect.error_message(data) if data is not None else None
+    message = scrub(message or body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}", req)
     if status in (401, 403):
         return AttemptFailed("auth", message, status=status)
     return AttemptFailed("status", message, status=status, retryable=status in RETRYABLE_STATUS,
-                         retry_after=_retry_after(headers.get("retry-after")))
+                         retry_after=_retry_after(headers), details=_error_fields(data))
+
+
+def _error_body(data, dialect: ModuleType, req: UpstreamRequest) -> AttemptFailed | None:
+    """A 2xx whose body is an error: a provider malfunction, retried like a 5xx."""
+    message = dialect.error_message(data)
+    if message is None:
+        return None
+    return AttemptFailed("protocol", f"upstream answered 200 with an error: {scrub(message, req)}", retryable=True)
 
 
 class RemoteBody:
@@ -118,7 +160,7 @@ class Upstream:
                 async with self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp:
                     body = await resp.read()
                     if resp.status >= 300:
-                        raise _status_failure(resp.status, body, resp.headers, dialect)
+                        raise _status_failure(resp.status, body, resp.headers, dialect, req)
         except AttemptFailed:
             raise
         except TimeoutError:
@@ -129,7 +171,10 @@ class Upstream:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise AttemptFailed("protocol", "upstream answered with a body that is not JSON") from None
+            raise AttemptFailed("protocol", "upstream answered with a body that is not JSON", retryable=True) from None
+        failure = _error_body(data, dialect, req)
+        if failure is not None:
+            raise failure
         return data
 
     async def open_stream(self, dialect: ModuleType, req: UpstreamRequest, timeout: float,
@@ -143,7 +188,7 @@ class Upstream:
                 if resp.status >= 300:
                     body = await resp.read()
                     resp.release()
-                    raise _status_failure(resp.status, body, resp.headers, dialect)
+                    raise _status_failure(resp.status, body, resp.headers, dialect, req)
         except AttemptFailed:
             raise
         except TimeoutError:
@@ -153,13 +198,16 @@ class Upstream:
                                 retryable=True) from None
         content_type = resp.headers.get("content-type", "")
         if "json" in content_type and "event-stream" not in content_type:
-            body = await resp.read()   # an error body with a 200 status
-            resp.release()
-            try:
-                message = dialect.error_message(orjson.loads(body))
-            except orjson.JSONDecodeError:
-                message = None
-            raise AttemptFailed("protocol", message or "upstream answered a stream request without a stream")
+            try:   # a 200 answering a stream request with JSON: most likely an error body
+                async with asyncio.timeout(timeout):
+                    body = await resp.read()
+                data = orjson.loads(body)
+            except (TimeoutError, aiohttp.ClientError, OSError, orjson.JSONDecodeError):
+                data = None
+            finally:
+                resp.release()
+            raise _error_body(data, dialect, req) or AttemptFailed(
+                "protocol", "upstream answered a stream request without a stream", retryable=True)
         _nodelay(resp)
         return RemoteBody(resp)
 

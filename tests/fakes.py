@@ -23,6 +23,7 @@ class Behaviour:
     json: Any = None                 # a whole JSON body
     sse: bytes | None = None         # a raw SSE body, streamed as given
     chunk_size: int | None = None    # split the SSE body into pieces of this size
+    events: bool = False             # split the SSE body at event boundaries, one piece per event
     delay: float = 0.0               # pause before each piece
     hang: float = 0.0                # pause before the headers
     headers: dict[str, str] = field(default_factory=dict)
@@ -93,6 +94,16 @@ class FakeUpstream:
         self.requests.append(body)
         self.headers.append(dict(request.headers))
         b = self._queue.pop(0) if self._queue else self._default(body, request.path)
+        self.active += 1
+        try:
+            return await self._answer(request, b)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.cancelled += 1      # the gateway went away (before or during the answer)
+            raise
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request, b: Behaviour) -> web.StreamResponse:
         if b.hang:
             await asyncio.sleep(b.hang)
         if b.sse is None:
@@ -100,23 +111,21 @@ class FakeUpstream:
                                      status=b.status, headers=b.headers)
         response = web.StreamResponse(status=b.status, headers={"content-type": "text/event-stream", **b.headers})
         await response.prepare(request)
-        size = b.chunk_size or len(b.sse) or 1
-        pieces = [b.sse[i:i + size] for i in range(0, len(b.sse), size)]
-        self.active += 1
-        try:
-            for n, piece in enumerate(pieces):
-                if b.reset_after is not None and n >= b.reset_after:
-                    request.transport.close()
-                    return response
-                if b.stall_after is not None and n >= b.stall_after:
-                    await asyncio.sleep(3600)
-                if b.delay:
-                    await asyncio.sleep(b.delay)
-                await response.write(piece)
-        except (asyncio.CancelledError, ConnectionResetError):
-            self.cancelled += 1
-            raise
-        finally:
-            self.active -= 1
+        for n, piece in enumerate(_pieces(b)):
+            if b.reset_after is not None and n >= b.reset_after:
+                request.transport.close()
+                return response
+            if b.stall_after is not None and n >= b.stall_after:
+                await asyncio.sleep(3600)
+            if b.delay:
+                await asyncio.sleep(b.delay)
+            await response.write(piece)
         await response.write_eof()
         return response
+
+
+def _pieces(b: Behaviour) -> list[bytes]:
+    if b.events:
+        return [event + b"\n\n" for event in b.sse.split(b"\n\n") if event]
+    size = b.chunk_size or len(b.sse) or 1
+    return [b.sse[i:i + size] for i in range(0, len(b.sse), size)]
