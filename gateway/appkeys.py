@@ -22,6 +22,7 @@ class ServerOptions:
     master_key: str | None = None
     key_poll_interval: float = 1.0
     config_poll_interval: float = 1.0
+    keepalive_interval: float = 15.0   # seconds of upstream silence between `: keep-alive` comments
     ledger: bool = True           # False only for the benchmark's ledger-off run
 
     def __repr__(self) -> str:  # never show the master key

@@ -11,17 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import CLOCK, ROUTER, UPSTREAM
+from gateway.appkeys import CLOCK, OPTIONS, ROUTER, UPSTREAM
 from gateway.attempts import Exchange, attempt_loop
 from gateway.dialects.base import UpstreamError
 from gateway.errors import GatewayError, UpstreamFailed, error_event
 from gateway.sse import KEEPALIVE, SSEDecoder
 from gateway.transform import ChunkBuilder
 from gateway.upstream import AttemptFailed
-
 from gateway.routing import RouteEntry, TargetEntry
 
-KEEPALIVE_EVERY = 15.0
 _STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -59,11 +57,11 @@ class _Leg:
         return b"".join(out)
 
 
-async def _read(leg: _Leg, timeout: float, on_silence) -> bytes:
-    """Next bytes from upstream; `on_silence` runs at each keep-alive tick, `timeout` ends the wait."""
+async def _read(leg: _Leg, timeout: float, on_silence, every: float) -> bytes:
+    """Next bytes from upstream; `on_silence` runs every `every` seconds of silence, `timeout` ends the wait."""
     silent = 0.0
     while True:
-        wait = min(timeout - silent, KEEPALIVE_EVERY)
+        wait = min(timeout - silent, every)
         try:
             async with asyncio.timeout(wait):
                 return await leg.body.read()
@@ -78,7 +76,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
                        body: dict[str, Any], thinking: bool, prompt: int, include_usage: bool) -> web.StreamResponse:
     app = request.app
     upstream, router, clock = app[UPSTREAM], app[ROUTER], app[CLOCK]
-    timeout = entry.route.timeout
+    timeout, every = entry.route.timeout, app[OPTIONS].keepalive_interval
     completion_id, created = f"chatcmpl-{ex.request_id}", int(clock.now())
 
     async def nothing() -> None:
@@ -90,7 +88,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
                    ChunkBuilder(completion_id, created, entry.name, include_usage, prompt))
         try:
             while True:   # until the first chunk for the client exists
-                data = await _read(leg, timeout, nothing)
+                data = await _read(leg, timeout, nothing, timeout)
                 first = leg.process(data) if data else leg.end()
                 if first or leg.decoder.done or not data:
                     break
@@ -110,7 +108,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
         await response.prepare(request)
         ex.row["ttft_ms"] = round((clock.monotonic() - ex.started) * 1000, 3)
         await response.write(first)
-        await _pump(leg, response, timeout)
+        await _pump(leg, response, timeout, every)
         ex.row["status"] = "ok"
     except (UpstreamError, AttemptFailed) as exc:
         err = _mid_stream_error(exc)
@@ -128,12 +126,12 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
     return response
 
 
-async def _pump(leg: _Leg, response: web.StreamResponse, timeout: float) -> None:
+async def _pump(leg: _Leg, response: web.StreamResponse, timeout: float, every: float) -> None:
     async def keepalive() -> None:
         await response.write(KEEPALIVE)
 
     while not leg.decoder.done:
-        data = await _read(leg, timeout, keepalive)
+        data = await _read(leg, timeout, keepalive, every)
         out = leg.process(data) if data else leg.end()
         if out:
             await response.write(out)
