@@ -19,14 +19,17 @@ from gateway.routing import RoutingTable
 log = logging.getLogger("gateway.reload")
 
 
-def _mtime(path: str) -> float:
+def _stamp(path: str) -> tuple[int, int]:
+    """What changes when the file is edited: mtime and size (size catches a coarse mtime)."""
     try:
-        return os.stat(path).st_mtime_ns
+        st = os.stat(path)
     except OSError:
-        return 0
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
 
 
 def reload_now(app: web.Application) -> bool:
+    """Load, validate and swap in the config file; on any problem keep the running config."""
     path = app[OPTIONS].config_path
     if path is None:
         return False
@@ -34,22 +37,29 @@ def reload_now(app: web.Application) -> bool:
         table = RoutingTable(load_config(path))
     except ConfigError as err:
         for problem in err.problems:
-            log.error("config reload refused, old config stays: %s", problem)
+            log.error("config reload of %s refused, old config stays: %s", path, problem)
         return False
-    app[TABLE].table = table
+    except (UnicodeDecodeError, ValueError) as exc:
+        log.error("config reload of %s refused, old config stays: (file) %s", path, type(exc).__name__)
+        return False
+    app[TABLE].table = table   # one assignment: a request sees the old table or the new, never a mix
     log.info("config reloaded from %s: %d routes", path, len(table.routes))
     return True
 
 
 async def _watch_config(app: web.Application) -> None:
     options = app[OPTIONS]
-    seen = _mtime(options.config_path)
+    seen = _stamp(options.config_path)
     while True:
         await asyncio.sleep(options.config_poll_interval)
-        current = _mtime(options.config_path)
+        current = _stamp(options.config_path)
         if current != seen:
             seen = current
-            reload_now(app)
+            try:
+                reload_now(app)
+            except Exception as exc:   # a bug of ours must not stop the watching: keep the old config
+                log.error("config reload of %s failed, old config stays: %s", options.config_path,
+                          type(exc).__name__)
 
 
 async def _watch_keys(app: web.Application) -> None:
@@ -64,13 +74,17 @@ async def _watch_keys(app: web.Application) -> None:
 
 async def watchers_ctx(app: web.Application):
     tasks = [asyncio.create_task(_watch_keys(app), name="key-watch")]
+    hup = False
     if app[OPTIONS].config_path is not None:
         tasks.append(asyncio.create_task(_watch_config(app), name="config-watch"))
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_now, app)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
+            hup = True
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+            pass   # no SIGHUP here (Windows, or not the main thread): polling still reloads
     yield
+    if hup:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
