@@ -137,39 +137,81 @@ def _interpolate(node: Any, where: list[Any], env: dict[str, str], problems: lis
     return node
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses a mapping key given twice instead of keeping the last."""
+def _duplicate_keys(node: yaml.Node, where: list[Any], problems: list[str], open_: set[int]) -> None:
+    """Every mapping key given twice, named by its path (a plain loader would keep the last silently)."""
+    if id(node) in open_:
+        problems.append(f"{_path(where)}: a YAML alias that contains itself")
+        return
+    open_.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                problems.append(f"{_path(where + [key])}: duplicate key (line {line}; first at line {first[key]})")
+            else:
+                first[key] = line
+            _duplicate_keys(value_node, where + [key], problems, open_)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _duplicate_keys(item, where + [i], problems, open_)
+    open_.discard(id(node))
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep)
+def _load_yaml(text: str, problems: list[str]) -> Any:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _duplicate_keys(node, [], problems, set())
+        if problems:
+            return None   # a self-containing alias cannot be built; duplicates are already fatal
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"(yaml) {where}{problem}"]) from None
+    finally:
+        loader.dispose()
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
-def _cross_check(config: Config, problems: list[str]) -> None:
-    seen: dict[str, str] = {}
-    for name, route in config.routes.items():
-        for i, alias in enumerate([name] + route.aliases):
-            where = f"routes.{name}" if i == 0 else f"routes.{name}.aliases[{i - 1}]"
+def _cross_check(raw: dict[str, Any], problems: list[str]) -> None:
+    """Names and references across the file, read from the raw mapping so they are found even when
+    other parts of the file are invalid (every problem is listed at once)."""
+    providers, routes = _mapping(raw.get("providers")), _mapping(raw.get("routes"))
+    seen: dict[Any, str] = {name: f"routes.{name}" for name in routes}
+    for name, route in routes.items():
+        route = _mapping(route)
+        aliases = route.get("aliases")
+        for i, alias in enumerate(aliases if isinstance(aliases, list) else ()):
+            if not isinstance(alias, str):
+                continue
+            where = f"routes.{name}.aliases[{i}]"
             if alias in seen:
                 problems.append(f"{where}: name {alias!r} is already used by {seen[alias]}")
             else:
                 seen[alias] = where
-        for i, target in enumerate(route.targets):
-            if target.provider not in config.providers:
-                problems.append(f"routes.{name}.targets[{i}].provider: no provider named {target.provider!r}")
-    for name, provider in config.providers.items():
-        if provider.dialect != "mock" and not provider.base_url:
-            problems.append(f"providers.{name}.base_url: required for dialect {provider.dialect!r}")
+        targets = route.get("targets")
+        for i, target in enumerate(targets if isinstance(targets, list) else ()):
+            provider = _mapping(target).get("provider")
+            if isinstance(provider, str) and provider not in providers:
+                problems.append(f"routes.{name}.targets[{i}].provider: no provider named {provider!r}")
+    for name, provider in providers.items():
+        provider = _mapping(provider)
+        where = f"providers.{name}.base_url"
+        if provider.get("dialect") in ("openai", "anthropic") and not provider.get("base_url") \
+                and not any(p.startswith(f"{where}: ") for p in problems):   # an unset ${VAR} said it already
+            problems.append(f"{where}: required for dialect {provider['dialect']!r}")
+
+
+def _limits_check(config: Config, problems: list[str]) -> None:
     limits = config.settings.limits
     for field in ("rpm", "tpm", "budget"):
         if getattr(limits, f"default_{field}") > getattr(limits, f"max_{field}"):
@@ -178,29 +220,27 @@ def _cross_check(config: Config, problems: list[str]) -> None:
 
 def parse_config(text: str, env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ) if env is None else env
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"(yaml) {where}{problem}"]) from None
+    problems: list[str] = []
+    raw = _load_yaml(text, problems)
+    if problems:
+        raise ConfigError(problems)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(["(top level): must be a mapping with settings, providers and routes"])
-    problems: list[str] = []
     raw = _interpolate(raw, [], env, problems)
+    config: Config | None = None
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{_path(err['loc'])}: {msg}")
-        raise ConfigError(sorted(set(problems), key=problems.index)) from None
-    _cross_check(config, problems)
-    if problems:
-        raise ConfigError(problems)
+    _cross_check(raw, problems)
+    if config is not None:
+        _limits_check(config, problems)
+    if problems or config is None:
+        raise ConfigError(sorted(set(problems), key=problems.index))
     return config
 
 
@@ -209,4 +249,6 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
     return parse_config(text, env)
