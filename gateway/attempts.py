@@ -95,7 +95,9 @@ def _note(router, target: TargetEntry, failure: AttemptFailed, now: float) -> No
     if failure.kind == "auth":
         log.error("upstream %s refused the gateway's credentials (HTTP %s); check its api_key",
                   target.provider, failure.status)
-    if not failure.client_fault:
+    if failure.client_fault:
+        router.refused_client(target)
+    else:
         router.failed(target, now)
 
 

@@ -77,6 +77,10 @@ class Router:
         health.latency = ttfb if health.latency is None else (
             LATENCY_ALPHA * ttfb + (1 - LATENCY_ALPHA) * health.latency)
 
+    def refused_client(self, target: Target) -> None:
+        """The target answered but rejected the client's request (a plain 4xx): counted, not held against it."""
+        self._health(target).requests += 1
+
     def failed(self, target: Target, now: float) -> None:
         health = self._health(target)
         health.failures += 1

@@ -65,6 +65,7 @@ class FakeUpstream:
         self.default: Behaviour | None = None
         self.url = ""
         self.cancelled = 0            # streams whose client (the gateway) went away
+        self.peers: list[tuple] = []  # the gateway's address per request: a reused connection repeats it
         self.active = 0
 
     def queue(self, *behaviours: Behaviour) -> None:
@@ -93,6 +94,7 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        self.peers.append(request.transport.get_extra_info("peername") if request.transport else None)
         b = self._queue.pop(0) if self._queue else self._default(body, request.path)
         self.active += 1
         try:

@@ -75,7 +75,8 @@ BROKEN = {
     "bad-value": ("  r:\n    timeout: -1\n    targets: [{provider: up, model: m}]\n", "routes.r.timeout"),
     "missing-provider": ("  r:\n    targets: [{provider: nope, model: m}]\n", "routes.r.targets[0].provider"),
     "unknown-key": ("  r:\n    retires: 2\n    targets: [{provider: up, model: m}]\n", "routes.r.retires"),
-    "unset-env": ("  r:\n    targets: [{provider: up, model: '${NO_SUCH_VAR_FOR_TEST}'}]\n", "routes.r.targets[0].model"),
+    "unset-env": ("  r:\n    targets: [{provider: up, model: '${NO_SUCH_VAR_FOR_TEST}'}]\n",
+                  "routes.r.targets[0].model"),
     "yaml-syntax": ("  r: {targets: [\n", "(yaml)"),
 }
 

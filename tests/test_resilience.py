@@ -255,12 +255,12 @@ async def test_stalled_stream_is_cut_after_timeout(start_gateway, upstream):
 
 async def test_slow_but_live_stream_is_not_cut(start_gateway, upstream):
     gw, key = await started(start_gateway, upstream, timeout=0.4)
-    upstream.queue(Behaviour(sse=text_sse(["a", "b", "c", "d", "e"]), events=True, delay=0.2))
+    upstream.queue(Behaviour(sse=text_sse(["a", "b", "c"]), events=True, delay=0.2))   # 6 events, 0.2 s apart
     began = time.monotonic()
     resp = await gw.post(key, ask(stream=True))
     chunks = check_stream(parse_sse(await resp.read()), "r")
     assert time.monotonic() - began > 1.0                     # well over the timeout, in live pieces
-    assert joined(chunks, "content") == "abcde"
+    assert joined(chunks, "content") == "abc"
     assert (await last_row(gw))["status"] == "ok"
 
 
@@ -346,11 +346,22 @@ async def test_client_disconnect_mid_stream_cancels_upstream(start_gateway, upst
     assert 0 < row["completion_tokens"] < 20 and row["cost_usd"] > 0    # what streamed, not the whole answer
 
 
-async def test_client_disconnect_while_waiting_cancels_upstream(start_gateway, upstream):
+@pytest.mark.parametrize("stream", [False, True])
+async def test_client_disconnect_while_waiting_cancels_upstream(start_gateway, upstream, stream):
     gw, key = await started(start_gateway, upstream, timeout=5)
     upstream.queue(Behaviour(hang=10))
     with pytest.raises(asyncio.TimeoutError):
-        await gw.post(key, ask(), timeout=aiohttp.ClientTimeout(total=0.3))
+        await gw.post(key, ask(stream=stream), timeout=aiohttp.ClientTimeout(total=0.3))
     await wait_for(lambda: upstream.cancelled == 1, within=1.0)
     row = await booked(gw)
-    assert row["status"] == "cancelled" and row["completion_tokens"] == 0 and row["stream"] == 0
+    assert row["status"] == "cancelled" and row["completion_tokens"] == 0 and row["stream"] == int(stream)
+    assert len(upstream.requests) == 1                  # a client that left is not retried for
+
+
+async def test_upstream_connections_are_pooled(start_gateway, upstream):
+    gw, key = await started(start_gateway, upstream)
+    for stream in (False, True, False, True):
+        resp = await gw.post(key, ask(stream=stream))
+        assert resp.status == 200
+        await resp.read()
+    assert len(set(upstream.peers)) == 1, upstream.peers   # one kept-alive connection, not one per request

@@ -5,7 +5,7 @@ import asyncio
 from collections import Counter
 
 from gateway.clock import ManualClock
-from tests.conftest import check_error
+from tests.conftest import MASTER, check_error
 from tests.fakes import Behaviour, openai_text
 
 HELLO = [{"role": "user", "content": "hi"}]
@@ -161,6 +161,9 @@ async def test_client_errors_do_not_cool_a_target_down(start_gateway, upstream):
         resp = await gw.post(key, {"model": "r", "messages": HELLO})
         assert resp.status == 400
     assert await served_by(gw, key) == "m1"
+    async with gw.http.get(f"{gw.url}/admin/routes", headers={"Authorization": f"Bearer {MASTER}"}) as resp:
+        m1 = (await resp.json())["data"][0]["targets"][0]
+    assert m1["requests"] == 5 and m1["errors"] == 0 and not m1["cooling"]
 
 
 async def test_when_all_targets_cool_one_is_still_tried(start_gateway, upstream):
