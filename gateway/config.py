@@ -44,8 +44,8 @@ class Settings(_Strict):
 class Provider(_Strict):
     dialect: Literal["openai", "anthropic", "mock"]
     base_url: str | None = None
-    api_key: str | None = None
-    headers: dict[str, str] = {}
+    api_key: str | None = Field(None, repr=False)      # secrets: kept out of any repr that reaches a log
+    headers: dict[str, str] = Field({}, repr=False)
     chunk_delay_ms: float = Field(0.0, ge=0)   # mock only: artificial latency per chunk
 
 

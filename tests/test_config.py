@@ -162,6 +162,13 @@ providers:
     assert (up.base_url, up.api_key, up.headers) == ("http://h/v1", "$UP_KEY-k${NOT_EXPANDED}", {"x": ""})
 
 
+def test_upstream_secrets_stay_out_of_the_config_repr():
+    text = GOOD.replace("demo: {dialect: mock}", "demo: {dialect: mock, headers: {x-api-key: hdr-secret}}")
+    config = parse_config(text, ENV)
+    assert config.providers["up"].api_key == "secret-value"
+    assert "secret-value" not in repr(config) and "hdr-secret" not in repr(config)
+
+
 def test_problems_never_repeat_a_secret_value():
     found = problems(GOOD.replace("dialect: openai", "dialect: grpc").replace("price: {input: 1", "price: {input: -1"),
                      {"UP_KEY": "sk-secret-value-123456"})

@@ -56,7 +56,8 @@ def two_pieces(text: str):
 
 
 def three_pieces(text: str):
-    return [[text[:i], text[i:j], text[j:]] for i, j in itertools.combinations_with_replacement(range(len(text) + 1), 2)]
+    offsets = itertools.combinations_with_replacement(range(len(text) + 1), 2)
+    return [[text[:i], text[i:j], text[j:]] for i, j in offsets]
 
 
 @pytest.mark.parametrize("text,reasoning,content", CASES)
