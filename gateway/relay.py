@@ -2,11 +2,12 @@
 
 Before the first chunk reaches the client a failure is retried on the next
 target; after it, the stream ends with one `data: {"error": ...}` event and no
-`[DONE]`. `timeout` bounds every silence; long silences get keep-alive comments.
+`[DONE]`. `timeout` bounds every wait for the next chunk; long waits get keep-alive comments.
 """
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from aiohttp import web
@@ -26,15 +27,18 @@ _STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cac
 class _Leg:
     """One upstream stream being decoded."""
 
-    __slots__ = ("body", "sse", "decoder", "builder")
+    __slots__ = ("body", "sse", "decoder", "builder", "events")
 
     def __init__(self, body, decoder, builder: ChunkBuilder):
         self.body, self.sse, self.decoder, self.builder = body, SSEDecoder(), decoder, builder
+        self.events = 0   # upstream data events so far (comments are not events)
 
     def process(self, data: bytes) -> bytes:
         out = []
         push, feed = self.builder.push, self.decoder.feed
-        for event in self.sse.feed(data):
+        events = self.sse.feed(data)
+        self.events += len(events)
+        for event in events:
             for delta in feed(event):
                 chunk = push(delta)
                 if chunk:
@@ -57,19 +61,36 @@ class _Leg:
         return b"".join(out)
 
 
-async def _read(leg: _Leg, timeout: float, on_silence, every: float) -> bytes:
-    """Next bytes from upstream; `on_silence` runs every `every` seconds of silence, `timeout` ends the wait."""
-    silent = 0.0
+async def _next(leg: _Leg, timeout: float, on_silence=None, every: float = 0.0) -> tuple[bytes, bool]:
+    """The next bytes for the client, and whether the upstream closed.
+
+    `timeout` bounds each wait for the next upstream event: comments are no
+    progress, so a trickle of them cannot hold a stream open. `on_silence`
+    runs every `every` seconds without anything for the client (keep-alives).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    tick = loop.time() + every if on_silence else math.inf
     while True:
-        wait = min(timeout - silent, every)
+        now = loop.time()
+        if now >= deadline - 1e-6:
+            raise AttemptFailed("timeout", f"upstream sent no event for {timeout:g}s", retryable=True)
         try:
-            async with asyncio.timeout(wait):
-                return await leg.body.read()
+            async with asyncio.timeout(min(deadline, tick) - now):
+                data = await leg.body.read()
         except TimeoutError:
-            silent += wait
-            if silent >= timeout - 1e-6:
-                raise AttemptFailed("timeout", f"upstream was silent for {timeout:g}s", retryable=True) from None
-            await on_silence()
+            if loop.time() < deadline - 1e-6:
+                await on_silence()
+                tick = loop.time() + every
+            continue
+        if not data:
+            return leg.end(), True
+        seen = leg.events
+        out = leg.process(data)
+        if out or leg.decoder.done:
+            return out, False
+        if leg.events > seen:
+            deadline = loop.time() + timeout
 
 
 async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
@@ -79,19 +100,12 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
     timeout, every = entry.route.timeout, app[OPTIONS].keepalive_interval
     completion_id, created = f"chatcmpl-{ex.request_id}", int(clock.now())
 
-    async def nothing() -> None:
-        return None
-
     async def attempt(target: TargetEntry, req, began: float) -> tuple[_Leg, bytes]:
         reader = await upstream.open_stream(target.dialect, req, timeout, target.delay)
         leg = _Leg(reader, target.dialect.stream_decoder(),
                    ChunkBuilder(completion_id, created, entry.name, include_usage, prompt))
         try:
-            while True:   # until the first chunk for the client exists
-                data = await _read(leg, timeout, nothing, timeout)
-                first = leg.process(data) if data else leg.end()
-                if first or leg.decoder.done or not data:
-                    break
+            first, _ = await _next(leg, timeout)   # nothing reaches the client before this
         except UpstreamError as exc:
             reader.close()
             raise AttemptFailed("protocol", exc.message, status=exc.status, retryable=exc.retryable) from None
@@ -131,11 +145,10 @@ async def _pump(leg: _Leg, response: web.StreamResponse, timeout: float, every: 
         await response.write(KEEPALIVE)
 
     while not leg.decoder.done:
-        data = await _read(leg, timeout, keepalive, every)
-        out = leg.process(data) if data else leg.end()
+        out, ended = await _next(leg, timeout, keepalive, every)
         if out:
             await response.write(out)
-        if not data:
+        if ended:
             break
     await response.write(leg.builder.finish())
 

@@ -264,6 +264,18 @@ async def test_slow_but_live_stream_is_not_cut(start_gateway, upstream):
     assert (await last_row(gw))["status"] == "ok"
 
 
+async def test_a_trickle_of_comments_does_not_hold_a_stream_open(start_gateway, upstream):
+    role, hi, *rest = text_sse(["Hi"]).split(b"\n\n")
+    sse = role + b"\n\n" + hi + b"\n\n" + b": still working\n\n" * 100 + b"\n\n".join(rest)
+    gw, key = await started(start_gateway, upstream, timeout=0.4)
+    upstream.queue(Behaviour(sse=sse, events=True, delay=0.05))        # 5 s of comments, 0.05 s apart
+    began = time.monotonic()
+    resp = await gw.post(key, ask(stream=True))
+    events = parse_sse(await resp.read())
+    assert time.monotonic() - began < 1.2
+    assert one_error(events)["code"] == "upstream_timeout" and joined(events[:-1], "content") == "Hi"
+
+
 @pytest.mark.parametrize("behaviour", [
     Behaviour(sse=text_sse(["Hel", "lo", " there"]), events=True, reset_after=3),
     Behaviour(sse=text_sse(["Hel", "lo", " there"], done=False), events=True),
