@@ -79,7 +79,7 @@ async def _next(leg: _Leg, timeout: float, on_silence=None, every: float = 0.0) 
             async with asyncio.timeout(min(deadline, tick) - now):
                 data = await leg.body.read()
         except TimeoutError:
-            if loop.time() < deadline - 1e-6:
+            if on_silence is not None and loop.time() < deadline - 1e-6:
                 await on_silence()
                 tick = loop.time() + every
             continue
