@@ -10,19 +10,24 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import aiosqlite
+import orjson
 
 from gateway.migrate import apply_migrations
 
 LEDGER_COLUMNS = ("request_id", "key_id", "created_at", "route", "provider", "upstream_model", "stream", "status",
                   "http_status", "error_code", "prompt_tokens", "completion_tokens", "reasoning_tokens",
                   "total_tokens", "cost_usd", "latency_ms", "ttft_ms", "attempts", "usage_source")
-_INSERT_LEDGER = (f"INSERT INTO requests ({', '.join(LEDGER_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})")
+# A whole batch travels as one JSON parameter of one statement: executemany would hand the GIL
+# back and forth once per row, and under load the writer thread then starves for seconds.
+_INSERT_LEDGER = (f"INSERT INTO requests ({', '.join(LEDGER_COLUMNS)}) SELECT "
+                  + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(LEDGER_COLUMNS)))
+                  + " FROM json_each(?)")
 KEY_COLUMNS = ("id", "name", "key_prefix", "key_hash", "rpm_limit", "tpm_limit", "max_budget", "budget_period",
                "models", "created_at", "revoked_at", "updated_at")
 SPEND_VIEWS = {"key": "spend_by_key", "model": "spend_by_model", "day": "spend_by_day"}
@@ -72,12 +77,21 @@ class Store:
 
     @classmethod
     async def open(cls, path: str) -> "Store":
-        db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA busy_timeout=5000")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await apply_migrations(db)
+        """Connect, set WAL, apply migrations; on failure no connection thread is left behind."""
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error:
+            await asyncio.sleep(0.05)   # aiosqlite stops its thread itself; let that land while the loop runs
+            raise
+        try:
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await apply_migrations(db)
+        except BaseException:
+            await db.close()
+            raise
         return cls(db)
 
     async def close(self) -> None:
@@ -127,11 +141,11 @@ class Store:
     # -- ledger ------------------------------------------------------------
     async def insert_rows(self, rows: list[dict[str, Any]]) -> None:
         """One transaction per batch: a batch is written whole or not at all."""
-        values = [tuple(r.get(c) for c in LEDGER_COLUMNS) for r in rows]
+        batch = orjson.dumps([[r.get(c) for c in LEDGER_COLUMNS] for r in rows]).decode()
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
-                await self.db.executemany(_INSERT_LEDGER, values)
+                await self.db.execute(_INSERT_LEDGER, (batch,))
                 await self.db.execute("COMMIT")
             except BaseException:
                 await self.db.execute("ROLLBACK")
