@@ -6,20 +6,23 @@ comments, multi-line `data:` and blank-line dispatch.
 """
 from __future__ import annotations
 
-from gateway.dialects.base import SSEEvent
+from gateway.dialects.base import SSEEvent, UpstreamError
 
 KEEPALIVE = b": keep-alive\n\n"
 DONE = b"data: [DONE]\n\n"
+MAX_EVENT_BYTES = 4 * 1024 * 1024   # far above any real event; bounds memory against a hostile upstream
 
 
 class SSEDecoder:
-    __slots__ = ("_buf", "_data", "_event", "_pending_cr")
+    __slots__ = ("_buf", "_data", "_event", "_pending_cr", "_size", "max_event")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event: int = MAX_EVENT_BYTES) -> None:
         self._buf = b""
         self._data: list[str] = []
         self._event: str | None = None
         self._pending_cr = False
+        self._size = 0
+        self.max_event = max_event
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         if not chunk:
@@ -34,6 +37,8 @@ class SSEDecoder:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buf.split(b"\n")
         self._buf = lines.pop()
+        if len(self._buf) > self.max_event:
+            raise UpstreamError(f"upstream sent a stream event over {self.max_event} bytes")
         events: list[SSEEvent] = []
         for raw in lines:
             self._line(raw, events)
@@ -53,6 +58,7 @@ class SSEDecoder:
             if self._data:
                 events.append(SSEEvent("\n".join(self._data), self._event))
             self._data = []
+            self._size = 0
             self._event = None
             return
         if raw[0] == 0x3A:  # ':' comment
@@ -62,6 +68,9 @@ class SSEDecoder:
             value = value[1:]
         text = value.decode("utf-8", "replace")
         if name == b"data":
+            self._size += len(raw)
+            if self._size > self.max_event:
+                raise UpstreamError(f"upstream sent a stream event over {self.max_event} bytes")
             self._data.append(text)
         elif name == b"event":
             self._event = text

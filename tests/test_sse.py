@@ -147,3 +147,20 @@ def test_recorded_streams_split_at_every_offset(path):
         for cut in range(1, len(block)):
             assert decode(block[:cut], block[cut:]) == expected, (block, cut)
     assert done == whole
+
+
+def test_an_event_over_the_bound_is_refused():
+    import pytest
+
+    from gateway.dialects.base import UpstreamError
+    from gateway.sse import SSEDecoder
+
+    decoder = SSEDecoder(max_event=1000)
+    with pytest.raises(UpstreamError):
+        for _ in range(20):
+            decoder.feed(b"data: " + b"x" * 100)          # one line that never ends
+    decoder = SSEDecoder(max_event=1000)
+    with pytest.raises(UpstreamError):
+        decoder.feed(b"".join(b"data: " + b"y" * 90 + b"\n" for _ in range(20)))   # many lines, one event
+    decoder = SSEDecoder(max_event=1000)
+    assert len(decoder.feed(b"".join(b"data: " + b"z" * 90 + b"\n\n" for _ in range(20)))) == 20
