@@ -57,8 +57,8 @@ def upstream_body(body: dict[str, Any], target: TargetEntry, thinking: bool) -> 
     if "thinking" not in body:
         return body, target.model
     body = dict(body)
-    if not thinking or form is None or not form.native:
-        del body["thinking"]
+    if form is None or not form.native:
+        del body["thinking"]   # a native target gets it as sent, `disabled` too: some think by default
     if thinking and form is not None:
         if form.model:
             return body, form.model

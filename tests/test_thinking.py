@@ -20,6 +20,9 @@ routes:
     targets:
       - {{provider: up, model: cannot-think, price: {{input: 1, output: 1}}}}
       - {{provider: up, model: can-think, thinking: native}}
+  reasoner-native:
+    targets:
+      - {{provider: up, model: can-think, thinking: native}}
   never:
     targets:
       - {{provider: up, model: cannot-think}}
@@ -59,6 +62,8 @@ async def test_targets_without_thinking_are_skipped(start_gateway, upstream):
     assert upstream.requests[-1]["thinking"] == THINK          # native: forwarded as-is
     await gw.post(key, {"model": "mixed", "messages": MSG})
     assert upstream.requests[-1]["model"] == "cannot-think"
+    await gw.post(key, {"model": "reasoner-native", "messages": MSG, "thinking": {"type": "disabled"}})
+    assert upstream.requests[-1]["thinking"] == {"type": "disabled"}   # a native target hears "stop thinking"
     resp = await gw.post(key, {"model": "never", "messages": MSG, "thinking": THINK})
     assert resp.status == 400
     err = check_error(await resp.json(), "thinking_not_supported")
