@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,3 +200,39 @@ def fuzz_target(tmp_path_factory):
     proc.stop()
     log = proc.log.read_text()
     assert "Traceback" not in log and proc.key not in log
+
+
+KNOWN_SECRETS = ["upstream-secret-key-123", "sk-ant-upstream-secret", "sk-upstream-secret-0123456789", MASTER]
+
+
+class _LogWatch(logging.Handler):
+    """Keeps every log line of the whole suite, formatted as the server would write it."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        from gateway.logs import JsonFormatter
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a record that cannot be formatted is itself a finding
+            self.lines.append(f"UNFORMATTABLE {record.name}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log():
+    """Across the whole suite: no upstream key, master key or client secret reaches a log line."""
+    watch = _LogWatch()
+    root = logging.getLogger()
+    root.addHandler(watch)
+    previous = root.level
+    root.setLevel(logging.DEBUG)
+    yield watch
+    root.removeHandler(watch)
+    root.setLevel(previous)
+    leaks = [line for line in watch.lines for secret in KNOWN_SECRETS if secret in line]
+    leaks += [line for line in watch.lines if re.search(r"sk-[A-Za-z0-9_\-]{30,}", line)]
+    leaks += [line for line in watch.lines if "Traceback" in line]
+    assert not leaks, leaks[:5]
