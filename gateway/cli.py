@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import sys
 import time
 from typing import Any, Sequence
@@ -149,57 +150,81 @@ _KEY_COLUMNS = ("id", "name", "key_prefix", "rpm_limit", "tpm_limit", "max_budge
                 "rpm_used", "tpm_used", "spend_period", "revoked_at")
 
 
+# a value error names the admin API's field; on the command line, name the flag
+_FLAGS = {"'rpm'": "--rpm", "'tpm'": "--tpm", "'max_budget'": "--budget", "'budget_period'": "--period",
+          "'models'": "--models", "'name'": "--name"}
+
+
+def _user_error(err, config: str) -> Fail:
+    message = err.message.replace("settings.limits", f"settings.limits of {config}")
+    for field, flag in _FLAGS.items():
+        message = message.replace(field, flag)
+    return Fail(message)
+
+
+async def _key_write(args, store, now: float) -> int:
+    """create / update / revoke: straight to the database; a running server picks it up."""
+    from gateway.errors import GatewayError
+    from gateway.keys import KeyLimits, create_key, revoke_key, update_key
+
+    if args.keys_command == "revoke":
+        row = await revoke_key(store, args.id, now)
+        if row is None:
+            raise Fail(f"no key {args.id!r}")
+        print(f"revoked key {row.id}")
+        return 0
+    models = None
+    if args.models is not None:
+        models = [m.strip() for m in args.models.split(",") if m.strip()] or None
+    limits = KeyLimits(rpm=args.rpm, tpm=args.tpm, budget=args.budget, period=args.period, models=models,
+                       models_given=args.models is not None)
+    try:
+        if args.keys_command == "create":
+            row, secret = await create_key(store, args.name, limits, _caps(args.config), now)
+        else:
+            row = await update_key(store, args.id, limits, _caps(args.config), now)
+    except GatewayError as err:
+        raise _user_error(err, args.config) from None
+    if args.keys_command == "update":
+        if row is None:
+            raise Fail(f"no key {args.id!r}")
+        print(f"updated key {row.id}")
+    elif args.json:
+        print(json.dumps({"id": row.id, "key": secret}))
+    else:
+        print(f"created key {row.id} ({row.name})\n{secret}\nThe secret is shown only now.")
+    return 0
+
+
+async def _key_report(args, store, now: float) -> int:
+    """list / show: limits and usage as the server would count them (rebuilt from the ledger)."""
+    from gateway.keys import KeyRegistry
+
+    registry = KeyRegistry()
+    await registry.load(store, now)
+    reports = [s.report(now) for s in registry.by_id.values()]
+    if args.keys_command == "show":
+        reports = [r for r in reports if r["id"] == args.id]
+        if not reports:
+            raise Fail(f"no key {args.id!r}")
+        text = "\n".join(f"{k}: {v}" for k, v in reports[0].items())
+        print(json.dumps(reports[0], indent=2) if args.json else text)
+    elif args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        _print_table([{**r, "models": ",".join(r["models"]) if r["models"] else "*"} for r in reports],
+                     _KEY_COLUMNS)
+    return 0
+
+
 async def _keys(args) -> int:
-    from gateway.keys import KeyLimits, KeyRegistry, create_key, revoke_key, update_key
     from gateway.store import Store
 
     store = await Store.open(args.db)
     try:
-        now = time.time()
-        command = args.keys_command
-        if command in ("create", "update"):
-            models = None
-            if args.models is not None:
-                models = [m.strip() for m in args.models.split(",") if m.strip()] or None
-            limits = KeyLimits(rpm=args.rpm, tpm=args.tpm, budget=args.budget, period=args.period, models=models,
-                               models_given=args.models is not None)
-            from gateway.errors import GatewayError
-            try:
-                if command == "create":
-                    row, secret = await create_key(store, args.name, limits, _caps(args.config), now)
-                    if args.json:
-                        print(json.dumps({"id": row.id, "key": secret}))
-                    else:
-                        print(f"created key {row.id} ({row.name})\n{secret}\nThe secret is shown only now.")
-                    return 0
-                row = await update_key(store, args.id, limits, _caps(args.config), now)
-            except GatewayError as err:
-                raise Fail(err.message.replace("settings.limits", f"settings.limits of {args.config}")) from None
-            if row is None:
-                raise Fail(f"no key {args.id!r}")
-            print(f"updated key {row.id}")
-            return 0
-        if command == "revoke":
-            row = await revoke_key(store, args.id, now)
-            if row is None:
-                raise Fail(f"no key {args.id!r}")
-            print(f"revoked key {row.id}")
-            return 0
-        registry = KeyRegistry()
-        await registry.load(store, now)
-        reports = [s.report(now) for s in registry.by_id.values()]
-        if command == "show":
-            reports = [r for r in reports if r["id"] == args.id]
-            if not reports:
-                raise Fail(f"no key {args.id!r}")
-            print(json.dumps(reports[0], indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in reports[0].items()))
-            return 0
-        if args.json:
-            print(json.dumps(reports, indent=2))
-        else:
-            _print_table([{**r, "models": ",".join(r["models"]) if r["models"] else "*"} for r in reports],
-                         _KEY_COLUMNS)
-        return 0
+        if args.keys_command in ("list", "show"):
+            return await _key_report(args, store, time.time())
+        return await _key_write(args, store, time.time())
     finally:
         await store.close()
 
@@ -237,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as err:
         print(f"gateway: error: {err.strerror or err}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as err:   # not a database, unwritable directory, locked too long
+        print(f"gateway: error: database {getattr(args, 'db', '')}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
