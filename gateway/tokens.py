@@ -13,8 +13,32 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 _PER_MESSAGE = 4   # role and framing tokens, as OpenAI's own accounting adds
 
 
+def _ascii_classes() -> bytes:
+    """A translate table: each ASCII byte to b"w" (word), b" " (space) or b"." (a token alone), as _TOKEN sees it."""
+    def kind(c: str) -> bytes:
+        return b"w" if re.fullmatch(r"\w", c) else b" " if re.fullmatch(r"\s", c) else b"."
+    return b"".join(kind(chr(i)) for i in range(128)) + b"." * 128
+
+
+_CLASSES = _ascii_classes()
+
+
+def _count_ascii(text: str) -> int:
+    kinds = text.encode("ascii").translate(_CLASSES)
+    return kinds.count(b".") + kinds.count(b" w") + kinds.count(b".w") + (kinds[:1] == b"w")
+
+
 def count_text(text: str) -> int:
-    return len(_TOKEN.findall(text))
+    """`len(_TOKEN.findall(text))`, computed about ten times faster: this runs on every prompt.
+
+    No token spans whitespace, so counts add up over whitespace-separated pieces: ASCII
+    pieces are counted in C (translate + count); only the others go through the regex.
+    """
+    if text.isascii():
+        return _count_ascii(text)
+    pieces = text.split()
+    return (_count_ascii(" ".join([p for p in pieces if p.isascii()]))
+            + sum(len(_TOKEN.findall(p)) for p in pieces if not p.isascii()))
 
 
 def _content_text(content: Any) -> str:
