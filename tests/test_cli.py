@@ -6,6 +6,7 @@ would); the console script itself runs as a real subprocess where the process bo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sqlite3
 import sys
@@ -199,3 +200,17 @@ async def test_a_change_right_after_start_and_plain_sql_edits_are_seen(start_gat
         return resp.status == 429 and resp.headers["x-ratelimit-limit-requests"] == "1"
 
     assert await until(limited) < 2.0
+
+
+def test_a_cli_created_secret_is_stored_only_as_its_hash(cli, tmp_path):
+    created = json.loads(cli("keys", "create", "--name", "a", "--json")[1])
+    cli("keys", "update", created["id"], "--rpm", "9")
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
+    secret = created["key"]
+    assert secret.encode() not in raw and secret[12:].encode() not in raw
+    con = sqlite3.connect(tmp_path / "gateway.db")
+    try:
+        (stored,) = con.execute("SELECT key_hash FROM api_keys WHERE id = ?", (created["id"],)).fetchone()
+    finally:
+        con.close()
+    assert stored == hashlib.sha256(secret.encode()).hexdigest()
