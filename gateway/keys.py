@@ -66,6 +66,9 @@ class KeyRegistry:
             self.by_id[row.id] = state
             self.by_hash[row.key_hash] = state
         else:
+            if state.row.key_hash != row.key_hash:     # a secret replaced by hand in the table
+                self.by_hash.pop(state.row.key_hash, None)
+                self.by_hash[row.key_hash] = state
             state.row = row
             state.usage.budget.period = row.budget_period
         return state
@@ -93,12 +96,16 @@ class KeyRegistry:
         if version == self.db_version:
             return 0
         self.db_version = version
+        rows = await store.list_keys()
         changed = 0
-        for row in await store.list_keys():
+        for row in rows:
             state = self.by_id.get(row.id)
             if state is None or state.row != row:
                 self.put(row)
                 changed += 1
+        for key_id in self.by_id.keys() - {row.id for row in rows}:   # deleted by hand: gone at once
+            self.by_hash.pop(self.by_id.pop(key_id).row.key_hash, None)
+            changed += 1
         return changed
 
 

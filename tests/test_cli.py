@@ -189,10 +189,11 @@ async def test_cli_changes_reach_a_running_server_within_2s(start_gateway, tmp_p
 
 async def test_a_change_right_after_start_and_plain_sql_edits_are_seen(start_gateway):
     gw = await start_gateway(CAPS)
-    key = await gw.create_key()
+    key, unused = await gw.create_key(), await gw.create_key()
     con = sqlite3.connect(gw.db_path)       # an operator editing the table by hand, in the same millisecond
     with con:
         con.execute("UPDATE api_keys SET rpm_limit = 1 WHERE id = ?", (key["id"],))
+        con.execute("DELETE FROM api_keys WHERE id = ?", (unused["id"],))
     con.close()
 
     async def limited() -> bool:
@@ -200,6 +201,8 @@ async def test_a_change_right_after_start_and_plain_sql_edits_are_seen(start_gat
         return resp.status == 429 and resp.headers["x-ratelimit-limit-requests"] == "1"
 
     assert await until(limited) < 2.0
+    resp = await gw.post(unused["key"], {"model": "demo", "messages": HI})
+    assert resp.status == 401 and check_error(await resp.json(), "invalid_api_key")
 
 
 def test_a_cli_created_secret_is_stored_only_as_its_hash(cli, tmp_path):
