@@ -105,6 +105,19 @@ def cmd_check(args) -> int:
     return 0
 
 
+def _lift_open_files_limit() -> None:
+    """Each open stream needs two sockets (client and upstream): a soft limit of 1024 would cap
+    the server near 500 streams, so take what the hard limit allows."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def cmd_serve(args) -> int:
     from aiohttp import web
 
@@ -114,6 +127,7 @@ def cmd_serve(args) -> int:
     from gateway import logs
 
     logs.setup(args.log_level, args.log_format)
+    _lift_open_files_limit()
     if args.no_access_log:
         logs.ACCESS.setLevel(logging.WARNING)
     config = _load(args.config)

@@ -141,7 +141,9 @@ class Upstream:
 
     @classmethod
     def create(cls) -> "Upstream":
-        connector = aiohttp.TCPConnector(limit=1000, limit_per_host=256, ttl_dns_cache=300,
+        # No cap on connections: every open stream holds one, and a capped pool would queue requests
+        # silently inside their header timeout (1000 held streams got 256 connections).
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
                                          enable_cleanup_closed=True, keepalive_timeout=30)
         return cls(aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
                                          auto_decompress=True, timeout=aiohttp.ClientTimeout(total=None)))
