@@ -71,6 +71,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         ex.row["status"] = "cancelled"
         ex.row["http_status"] = 499
         raise
+    except Exception:  # a bug of ours: the middleware answers 500; the row says what happened
+        ex.row["status"] = "error" if ex.admission is not None else "rejected"
+        ex.row["http_status"], ex.row["error_code"] = 500, "internal_error"
+        raise
     finally:
         metrics.in_flight.dec()
         row = ex.row

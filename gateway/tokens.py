@@ -2,14 +2,16 @@
 
 Used for TPM admission, budget worst cases, the mock's real counts, and usage
 when an upstream reports none. Words, numbers and single punctuation marks
-each count as a token, which tracks BPE counts of English text within ~25%.
+each count as a token, which tracks BPE counts of English text within ~25%;
+in Chinese, Japanese and Korean text each character counts as one.
 """
 from __future__ import annotations
 
 import re
 from typing import Any
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+# CJK scripts have no spaces: each character is about one BPE token, not one "word" per run
+_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|\w+|[^\w\s]")
 _PER_MESSAGE = 4   # role and framing tokens, as OpenAI's own accounting adds
 
 

@@ -115,3 +115,11 @@ async def test_mock_reasons_when_asked(gateway, key):
     assert resp.status == 400   # the demo route's target has no thinking
     answer = await gateway.sdk(key).chat.completions.create(model="demo", messages=MSG)
     assert answer.choices[0].message.content
+
+
+def test_token_estimate_counts_cjk_characters():
+    from gateway.tokens import count_text
+
+    assert count_text("hello world, ok") == 4
+    assert count_text("你好世界，今天天气很好") == 11      # ten characters and a full-width comma
+    assert count_text("héllo wörld 東京") == 4
