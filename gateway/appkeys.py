@@ -23,6 +23,7 @@ class ServerOptions:
     key_poll_interval: float = 1.0
     config_poll_interval: float = 1.0
     keepalive_interval: float = 15.0   # seconds of upstream silence between `: keep-alive` comments
+    body_timeout: float = 30.0         # a client that has not sent its whole body by then is dropped
     ledger: bool = True           # False only for the benchmark's ledger-off run
 
     def __repr__(self) -> str:  # never show the master key

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from gateway import logs, protocol
-from gateway.appkeys import CLOCK, KEYS, LEDGER, METRICS, REQUEST_ID, ROUTER, TABLE, UPSTREAM
+from gateway.appkeys import CLOCK, KEYS, LEDGER, METRICS, OPTIONS, REQUEST_ID, ROUTER, TABLE, UPSTREAM
 from gateway.attempts import Exchange, attempt_loop
 from gateway.dialects.base import Completion, UpstreamError
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
@@ -24,19 +24,21 @@ from gateway.tokens import estimate_prompt
 from gateway.transform import completion_body
 from gateway.upstream import AttemptFailed
 
-async def read_body(request: web.Request, limit: int) -> dict[str, Any]:
+async def read_body(request: web.Request, limit: int, timeout: float) -> dict[str, Any]:
     length = request.content_length
     if length is not None and length > limit:
         raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413, code="request_too_large")
     data = bytearray()
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > limit:
-            raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413,
-                               code="request_too_large")
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await request.content.readany():
+                data += chunk
+                if len(data) > limit:
+                    raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413,
+                                       code="request_too_large")
+    except TimeoutError:
+        raise GatewayError(f"The request body did not arrive within {timeout:g}s.", status=408,
+                           code="request_timeout") from None
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -90,7 +92,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _serve(request: web.Request, ex: Exchange, table: RoutingTable) -> web.StreamResponse:
     app = request.app
     settings = table.settings
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes, app[OPTIONS].body_timeout)
     name = protocol.model_name(body)
     entry: RouteEntry | None = table.resolve(name)
     if entry is None:
