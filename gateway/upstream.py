@@ -95,6 +95,30 @@ def _error_body(data, dialect: ModuleType, req: UpstreamRequest) -> AttemptFaile
     return AttemptFailed("protocol", f"upstream answered 200 with an error: {scrub(message, req)}", retryable=True)
 
 
+class _translated:
+    """Bounds an upstream wait by `timeout` and turns aiohttp's and the OS's errors into `AttemptFailed`."""
+
+    __slots__ = ("_timeout", "_what", "_cm")
+
+    def __init__(self, timeout: float, what: str):
+        self._timeout, self._what = timeout, what
+
+    async def __aenter__(self) -> None:
+        self._cm = asyncio.timeout(self._timeout)
+        await self._cm.__aenter__()
+
+    async def __aexit__(self, kind, exc, tb) -> bool:
+        try:
+            await self._cm.__aexit__(kind, exc, tb)
+        except TimeoutError:
+            raise AttemptFailed("timeout", f"upstream {self._what} within {self._timeout:g}s",
+                                retryable=True) from None
+        if isinstance(exc, (aiohttp.ClientError, OSError)):
+            raise AttemptFailed("connect", f"upstream connection failed: {type(exc).__name__}",
+                                retryable=True) from None
+        return False
+
+
 class RemoteBody:
     """A streamed answer's body; `read` is safe to cancel (a timeout) and call again."""
 
@@ -157,19 +181,11 @@ class Upstream:
             if delay:
                 await asyncio.sleep(delay)
             return dialect.answer(req)
-        try:
-            async with asyncio.timeout(timeout):
-                async with self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp:
-                    body = await resp.read()
-                    if resp.status >= 300:
-                        raise _status_failure(resp.status, body, resp.headers, dialect, req)
-        except AttemptFailed:
-            raise
-        except TimeoutError:
-            raise AttemptFailed("timeout", f"upstream did not answer within {timeout:g}s", retryable=True) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise AttemptFailed("connect", f"upstream connection failed: {type(exc).__name__}",
-                                retryable=True) from None
+        async with _translated(timeout, "did not answer"):
+            async with self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp:
+                body = await resp.read()
+                if resp.status >= 300:
+                    raise _status_failure(resp.status, body, resp.headers, dialect, req)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -184,20 +200,12 @@ class Upstream:
         """Send the request and wait (at most `timeout`) for the answer's headers."""
         if getattr(dialect, "local", False):
             return LocalBody(dialect.stream_events(req), delay)
-        try:
-            async with asyncio.timeout(timeout):
-                resp = await self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers)
-                if resp.status >= 300:
-                    body = await resp.read()
-                    resp.release()
-                    raise _status_failure(resp.status, body, resp.headers, dialect, req)
-        except AttemptFailed:
-            raise
-        except TimeoutError:
-            raise AttemptFailed("timeout", f"upstream sent no headers within {timeout:g}s", retryable=True) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise AttemptFailed("connect", f"upstream connection failed: {type(exc).__name__}",
-                                retryable=True) from None
+        async with _translated(timeout, "sent no headers"):
+            resp = await self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers)
+            if resp.status >= 300:
+                body = await resp.read()
+                resp.release()
+                raise _status_failure(resp.status, body, resp.headers, dialect, req)
         content_type = resp.headers.get("content-type", "")
         if "json" in content_type and "event-stream" not in content_type:
             try:   # a 200 answering a stream request with JSON: most likely an error body
