@@ -24,6 +24,12 @@ from gateway.routing import RouteEntry, TargetEntry
 _STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
+class _EventStream(web.StreamResponse):
+    """The headers leave with the first chunk, in one write, rather than alone at prepare()."""
+
+    _send_headers_immediately = False   # aiohttp's own switch (web.Response sets it too)
+
+
 class _Leg:
     """One upstream stream being decoded."""
 
@@ -116,7 +122,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
         return leg, first
 
     leg, first = await attempt_loop(request, ex, entry, order, body, thinking, attempt)
-    response = web.StreamResponse(status=200, headers={**_STREAM_HEADERS, **ex.headers})
+    response = _EventStream(status=200, headers={**_STREAM_HEADERS, **ex.headers})
     ex.row["http_status"] = 200
     try:
         await response.prepare(request)
@@ -150,7 +156,7 @@ async def _pump(leg: _Leg, response: web.StreamResponse, timeout: float, every: 
             await response.write(out)
         if ended:
             break
-    await response.write(leg.builder.finish())
+    await response.write_eof(leg.builder.finish())   # the last chunks and the end of the body in one write
 
 
 def _mid_stream_error(exc: Exception) -> GatewayError:
