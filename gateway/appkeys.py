@@ -11,7 +11,7 @@ from gateway.ledger import LedgerWriter
 from gateway.metrics import Metrics
 from gateway.router import Router
 from gateway.routing import RoutingTable
-from gateway.store import Store
+from gateway.store import Store, redact_url
 from gateway.upstream import Upstream
 
 
@@ -27,7 +27,7 @@ class ServerOptions:
     ledger: bool = True           # False only for the benchmark's ledger-off run
 
     def __repr__(self) -> str:  # never show the master key
-        return f"ServerOptions(config_path={self.config_path!r}, db_path={self.db_path!r})"
+        return f"ServerOptions(config_path={self.config_path!r}, db_path={redact_url(self.db_path)!r})"
 
 
 class TableHolder:

@@ -15,6 +15,9 @@ import time
 from typing import Any, Sequence
 
 from gateway.config import Config, ConfigError, Limits, load_config
+from gateway.store import DatabaseUnavailable, redact_url
+
+DEFAULT_DB = "gateway.db"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +31,9 @@ class Fail(Exception):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=os.environ.get("GATEWAY_DB", "gateway.db"), help="SQLite file (env GATEWAY_DB)")
+    p.add_argument("--db", default=os.environ.get("GATEWAY_DB") or None,
+                   help="SQLite file or postgresql://... URL (env GATEWAY_DB; else settings.db of the config; "
+                        f"else {DEFAULT_DB})")
     p.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"),
                    help="routes file (env GATEWAY_CONFIG)")
 
@@ -89,6 +94,15 @@ def _load(path: str) -> Config:
         raise Fail("\n".join(err.problems)) from None
 
 
+def _database(args, config: Config | None = None) -> str:
+    """--db / GATEWAY_DB win over settings.db of the routes file; gateway.db when neither says."""
+    if not args.db:
+        if config is None and os.path.exists(args.config):
+            config = _load(args.config)
+        args.db = (config.settings.db if config is not None else None) or DEFAULT_DB
+    return args.db
+
+
 def _caps(path: str) -> Limits:
     """Key caps come from the config when there is one; defaults otherwise."""
     return _load(path).settings.limits if os.path.exists(path) else Limits()
@@ -131,7 +145,7 @@ def cmd_serve(args) -> int:
     if args.no_access_log:
         logs.ACCESS.setLevel(logging.WARNING)
     config = _load(args.config)
-    options = ServerOptions(config_path=args.config, db_path=args.db,
+    options = ServerOptions(config_path=args.config, db_path=_database(args, config),
                             master_key=os.environ.get("GATEWAY_MASTER_KEY") or None,
                             ledger=os.environ.get("GATEWAY_BENCH_LEDGER_OFF") != "1")
     if not options.ledger:
@@ -234,7 +248,7 @@ async def _key_report(args, store, now: float) -> int:
 async def _keys(args) -> int:
     from gateway.store import Store
 
-    store = await Store.open(args.db)
+    store = await Store.open(_database(args))
     try:
         if args.keys_command in ("list", "show"):
             return await _key_report(args, store, time.time())
@@ -248,7 +262,7 @@ async def _spend(args) -> int:
 
     if args.since is not None and not is_date(args.since):
         raise Fail("--since must be a date, YYYY-MM-DD")
-    store = await Store.open(args.db)
+    store = await Store.open(_database(args))
     try:
         rows = await store.spend(args.by, args.since)
     finally:
@@ -278,7 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gateway: error: {err.strerror or err}", file=sys.stderr)
         return 1
     except sqlite3.Error as err:   # not a database, unwritable directory, locked too long
-        print(f"gateway: error: database {getattr(args, 'db', '')}: {err}", file=sys.stderr)
+        print(f"gateway: error: database {redact_url(getattr(args, 'db', None) or '')}: {err}", file=sys.stderr)
+        return 1
+    except DatabaseUnavailable as err:   # PostgreSQL away, refusing, or no such database
+        print(f"gateway: error: {err.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -39,6 +39,9 @@ class Settings(_Strict):
     unsupported_params: Literal["reject", "drop"] = "reject"
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     limits: Limits = Limits()
+    # the keys and the ledger: a SQLite file or `postgresql://...`; `--db` / GATEWAY_DB win over it.
+    # Read at start (a reload does not move the ledger).
+    db: str | None = Field(None, min_length=1, repr=False)   # a PostgreSQL URL may carry a password
 
 
 class Provider(_Strict):

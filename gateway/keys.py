@@ -1,10 +1,11 @@
 """Client keys in memory: lookup by hash, live usage, and pickup of changes.
 
 The database is the truth; this registry mirrors it so the request path needs
-no DB round trip. Changes made elsewhere (the CLI, or SQL typed into `sqlite3`)
-are noticed through SQLite's `data_version`, polled every second, and then the
-key rows are re-read whole: no timestamps are compared, so neither clock skew
-between processes nor a change in the same millisecond can hide one.
+no DB round trip. Changes made elsewhere (another process, the CLI, or SQL typed
+into `sqlite3` or `psql`) are noticed through the store's `keys_version` (SQLite's
+`data_version`; a trigger-bumped counter in PostgreSQL), polled every second, and
+then the key rows are re-read whole: no timestamps are compared, so neither clock
+skew between processes or machines nor a change in the same millisecond can hide one.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Hashable
 
 from gateway.errors import AuthError, InvalidRequest
 from gateway.limits import SPAN, Budget, KeyUsage, period_start
@@ -47,7 +48,7 @@ class KeyRegistry:
     def __init__(self) -> None:
         self.by_hash: dict[str, KeyState] = {}
         self.by_id: dict[str, KeyState] = {}
-        self.db_version: int | None = None
+        self.db_version: Hashable = None
 
     def authenticate(self, authorization: str | None) -> KeyState:
         if not authorization or not authorization.startswith("Bearer "):
@@ -75,7 +76,7 @@ class KeyRegistry:
 
     async def load(self, store: Store, now: float) -> None:
         """All keys, then windows and period spend rebuilt from the ledger: a restart forgives nothing."""
-        self.db_version = await store.data_version()   # first, so a change made during the load is seen
+        self.db_version = await store.keys_version()   # first, so a change made during the load is seen
         for row in await store.list_keys():
             self.put(row)
         for key_id, created_at, tokens in await store.recent_admissions(utc_iso(now - SPAN)):
@@ -92,7 +93,7 @@ class KeyRegistry:
 
     async def refresh(self, store: Store) -> int:
         """Pick up keys another process changed; returns how many changed."""
-        version = await store.data_version()
+        version = await store.keys_version()
         if version == self.db_version:
             return 0
         self.db_version = version

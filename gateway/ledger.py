@@ -1,12 +1,13 @@
-"""The batched ledger writer: rows leave the request path and reach SQLite in batches.
+"""The batched ledger writer: rows leave the request path and reach the store in batches.
 
 `record` only appends to a list. A background task writes a batch per
 transaction every few milliseconds; `close` writes everything that is left.
 Only one drain runs at a time, and it is shielded: a caller of `flush` that is
 cancelled (a client gone away) never cuts a transaction in half, and two
 callers never write the same rows twice. While the database refuses writes
-(locked, disk full) rows wait in a bounded buffer and are retried; only past
-the bound are they dropped, and counted.
+(SQLite locked or its disk full; PostgreSQL down, restarting or unreachable)
+rows wait in a bounded buffer and are retried every second; only past the
+bound are they dropped, counted (`gateway_ledger_dropped_rows_total`) and logged.
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ class LedgerWriter:
             rows = self._rows[: self.batch]
             try:
                 await self.store.insert_rows(rows)
-            except Exception as exc:  # sqlite3 errors: locked, disk full, I/O
+            except Exception as exc:  # sqlite3 errors (locked, disk full, I/O); DatabaseUnavailable (PostgreSQL)
                 if not self._failing:
                     log.error("ledger write failed, %d rows kept for retry: %s", len(self._rows), exc)
                 self._failing = True

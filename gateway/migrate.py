@@ -1,16 +1,26 @@
-"""Applies `migrations/NNNN_name.sql` in order, each with its bookkeeping row in one transaction."""
+"""Applies the numbered schema files in order, each with its bookkeeping row in one transaction.
+
+SQLite's are `migrations/NNNN_name.sql`; PostgreSQL's are `migrations/postgres/NNNN_name.sql`,
+the same steps under the same names in that dialect (a test holds the two lists equal).
+"""
 from __future__ import annotations
 
 import re
 from importlib import resources
+from typing import Any
 
 import aiosqlite
 
 _NAME = re.compile(r"^(\d{4})_[\w\-]+\.sql$")
+_FOLDERS = {"sqlite": (), "postgres": ("postgres",)}
+# pg_advisory_xact_lock key: processes starting at once against one PostgreSQL migrate one at a time
+_PG_LOCK = 0x6C6C6D677764   # "llmgwd"
+_PG_BOOKKEEPING = ("CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL "
+                   "DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))")
 
 
-def migration_files() -> list[tuple[str, str]]:
-    folder = resources.files("gateway.migrations")
+def migration_files(dialect: str = "sqlite") -> list[tuple[str, str]]:
+    folder = resources.files("gateway.migrations").joinpath(*_FOLDERS[dialect])
     found = sorted(f.name for f in folder.iterdir() if _NAME.match(f.name))
     return [(name, folder.joinpath(name).read_text(encoding="utf-8")) for name in found]
 
@@ -35,6 +45,24 @@ async def apply_migrations(db: aiosqlite.Connection) -> list[str]:
         except Exception:
             await db.rollback()
             raise
+        applied.append(name)
+    return applied
+
+
+async def apply_postgres_migrations(conn: Any) -> list[str]:
+    """On an asyncpg connection. A file runs whole (functions with `$$` bodies need no splitting);
+    DDL is transactional there, so a failed file leaves nothing behind."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _PG_LOCK)
+        await conn.execute(_PG_BOOKKEEPING)
+    applied = []
+    for name, sql in migration_files("postgres"):
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _PG_LOCK)
+            if await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", name):
+                continue   # done before, or by a process that held the lock first
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", name)
         applied.append(name)
     return applied
 
