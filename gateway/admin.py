@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import CLOCK, KEYS, LEDGER, OPTIONS, ROUTER, STORE, TABLE
+from gateway.appkeys import CLOCK, KEYS, LEDGER, LIMITER, OPTIONS, ROUTER, STORE, TABLE
 from gateway.errors import AuthError, GatewayError, InvalidRequest
 from gateway.keys import KeyLimits, create_key, revoke_key, update_key
 from gateway.store import is_date
@@ -53,6 +53,11 @@ def _limits(body: dict[str, Any]) -> KeyLimits:
                      period=body.get("budget_period"), models=body.get("models"), models_given="models" in body)
 
 
+async def _report(app: web.Application, state) -> dict[str, Any]:
+    """A key object with its usage as the limiter counts it (in Redis when limits are shared)."""
+    return (await app[LIMITER].reports([state], app[CLOCK].now()))[0]
+
+
 def _key_or_404(request: web.Request):
     state = request.app[KEYS].by_id.get(request.match_info["key_id"])
     if state is None:
@@ -67,19 +72,19 @@ async def create(request: web.Request) -> web.Response:
     row, secret = await create_key(app[STORE], body.get("name"), _limits(body), app[TABLE].table.settings.limits,
                                    app[CLOCK].now())
     state = app[KEYS].put(row)
-    return _json({**state.report(app[CLOCK].now()), "key": secret}, status=201)
+    return _json({**state.report(app[CLOCK].now()), "key": secret}, status=201)   # a new key has no usage
 
 
 async def list_keys(request: web.Request) -> web.Response:
     _guard(request)
-    now = request.app[CLOCK].now()
-    data = [state.report(now) for state in request.app[KEYS].by_id.values()]
+    app = request.app
+    data = await app[LIMITER].reports(list(app[KEYS].by_id.values()), app[CLOCK].now())
     return _json({"object": "list", "data": data})
 
 
 async def show(request: web.Request) -> web.Response:
     _guard(request)
-    return _json(_key_or_404(request).report(request.app[CLOCK].now()))
+    return _json(await _report(request.app, _key_or_404(request)))
 
 
 async def patch(request: web.Request) -> web.Response:
@@ -91,7 +96,7 @@ async def patch(request: web.Request) -> web.Response:
         raise InvalidRequest("A key's name cannot be changed.", param="name")
     row = await update_key(app[STORE], state.row.id, _limits(body), app[TABLE].table.settings.limits,
                            app[CLOCK].now())
-    return _json(app[KEYS].put(row).report(app[CLOCK].now()))
+    return _json(await _report(app, app[KEYS].put(row)))
 
 
 async def revoke(request: web.Request) -> web.Response:
@@ -99,7 +104,7 @@ async def revoke(request: web.Request) -> web.Response:
     state = _key_or_404(request)
     app = request.app
     row = await revoke_key(app[STORE], state.row.id, app[CLOCK].now())
-    return _json(app[KEYS].put(row).report(app[CLOCK].now()))
+    return _json(await _report(app, app[KEYS].put(row)))
 
 
 async def spend(request: web.Request) -> web.Response:

@@ -4,13 +4,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import admin, handlers, proxy, ui
-from gateway.appkeys import (CLOCK, KEYS, LEDGER, METRICS, OPTIONS, ROUTER, STORE, TABLE, UPSTREAM, ServerOptions,
-                             TableHolder)
+from gateway.appkeys import (CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, ROUTER, STORE, TABLE, UPSTREAM,
+                             ServerOptions, TableHolder)
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.middleware import error_middleware, request_id_middleware
 from gateway.keys import KeyRegistry
 from gateway.ledger import LedgerWriter, NullLedger
+from gateway.limiter import ledger_facts, open_limiter
 from gateway.metrics import Metrics
 from gateway.reload import watchers_ctx
 from gateway.router import Router
@@ -33,6 +34,18 @@ async def _store_ctx(app: web.Application):
     await store.close()
 
 
+async def _limiter_ctx(app: web.Application):
+    """`--limits` (ServerOptions.limiter_url) wins over settings.limiter; chosen once, at start."""
+    settings = app[TABLE].table.settings
+    url = app[OPTIONS].limiter_url or settings.limiter
+    limiter = open_limiter(url, settings.limiter_fallback, app[CLOCK], ledger_facts(app[STORE], app[LEDGER].flush))
+    await limiter.start()
+    app[LIMITER] = limiter
+    app[METRICS].watch_limiter(limiter)
+    yield
+    await limiter.close()
+
+
 async def _upstream_ctx(app: web.Application):
     upstream = Upstream.create()
     app[UPSTREAM] = upstream
@@ -47,7 +60,7 @@ def create_app(config: Config, options: ServerOptions, clock: Clock | None = Non
     app[TABLE] = TableHolder(RoutingTable(config))
     app[ROUTER] = Router()
     app[METRICS] = Metrics(app[ROUTER], lambda: app.get(LEDGER))
-    app.cleanup_ctx.extend([_store_ctx, _upstream_ctx, watchers_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _limiter_ctx, _upstream_ctx, watchers_ctx])
     app.router.add_post("/v1/chat/completions", proxy.chat_completions)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/health", handlers.health)

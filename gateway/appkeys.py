@@ -8,6 +8,7 @@ from aiohttp import web
 from gateway.clock import Clock
 from gateway.keys import KeyRegistry
 from gateway.ledger import LedgerWriter
+from gateway.limiter import Limiter
 from gateway.metrics import Metrics
 from gateway.router import Router
 from gateway.routing import RoutingTable
@@ -25,6 +26,7 @@ class ServerOptions:
     keepalive_interval: float = 15.0   # seconds of upstream silence between `: keep-alive` comments
     body_timeout: float = 30.0         # a client that has not sent its whole body by then is dropped
     ledger: bool = True           # False only for the benchmark's ledger-off run
+    limiter_url: str | None = None   # `memory` or `redis://...` (--limits, GATEWAY_LIMITS); None: settings.limiter
 
     def __repr__(self) -> str:  # never show the master key
         return f"ServerOptions(config_path={self.config_path!r}, db_path={redact_url(self.db_path)!r})"
@@ -46,5 +48,6 @@ LEDGER = web.AppKey("ledger", LedgerWriter)
 ROUTER = web.AppKey("router", Router)
 UPSTREAM = web.AppKey("upstream", Upstream)
 METRICS = web.AppKey("metrics", Metrics)
+LIMITER = web.AppKey("limiter", Limiter)
 
 REQUEST_ID = web.RequestKey("request_id", str)

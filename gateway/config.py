@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Secret(str):
@@ -42,6 +42,16 @@ class Settings(_Strict):
     # the keys and the ledger: a SQLite file or `postgresql://...`; `--db` / GATEWAY_DB win over it.
     # Read at start (a reload does not move the ledger).
     db: str | None = Field(None, min_length=1, repr=False)   # a PostgreSQL URL may carry a password
+    # where the per-key windows and budgets live: `memory` (this process) or `redis://...` (shared);
+    # `--limits` / GATEWAY_LIMITS win over it. `limiter_fallback`: what to do while Redis is away.
+    limiter: str = Field("memory", repr=False)          # a Redis URL may carry a password
+    limiter_fallback: Literal["refuse", "memory"] = "refuse"
+
+    @field_validator("limiter")
+    @classmethod
+    def _limiter_url(cls, value: str) -> str:
+        from gateway.limiter import check_limiter_url
+        return check_limiter_url(value)
 
 
 class Provider(_Strict):

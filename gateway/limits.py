@@ -170,21 +170,15 @@ class KeyUsage:
         tpm.prune(now)
         budget.roll(now)
         if prompt_tokens > tpm_limit:
-            raise RateLimited(f"This request's estimated {prompt_tokens} prompt tokens exceed the key's limit of "
-                              f"{tpm_limit} tokens per minute; it can never be admitted.",
-                              code="request_exceeds_limit", headers={"x-should-retry": "false"})
+            raise too_big(prompt_tokens, tpm_limit)
         if budget.spent + budget.reserved + worst_cost > max_budget + 1e-12:
-            raise BudgetExceeded(f"This key's budget of ${max_budget:g} ({budget.period}) is spent or would be "
-                                 f"exceeded by this request (worst case ${worst_cost:.6f}).",
-                                 headers={"x-should-retry": "false"})
+            raise over_budget(max_budget, budget.period, worst_cost)
         if rpm.total + 1 > rpm_limit:
-            wait = rpm.wait_for_room(now, 1, rpm_limit)
-            raise RateLimited(f"Rate limit of {rpm_limit} requests per minute reached; retry in {math.ceil(wait)}s.",
-                              headers=self._retry_headers(now, wait, rpm_limit, tpm_limit))
+            raise over_rate("requests", rpm_limit, rpm.wait_for_room(now, 1, rpm_limit),
+                            self.headers(now, rpm_limit, tpm_limit))
         if tpm.total + prompt_tokens > tpm_limit:
-            wait = tpm.wait_for_room(now, prompt_tokens, tpm_limit)
-            raise RateLimited(f"Rate limit of {tpm_limit} tokens per minute reached; retry in {math.ceil(wait)}s.",
-                              headers=self._retry_headers(now, wait, rpm_limit, tpm_limit))
+            raise over_rate("tokens", tpm_limit, tpm.wait_for_room(now, prompt_tokens, tpm_limit),
+                            self.headers(now, rpm_limit, tpm_limit))
         request_entry = rpm.add(now, 1)
         token_entry = tpm.add(now, prompt_tokens)
         budget.reserved += worst_cost
@@ -192,14 +186,36 @@ class KeyUsage:
                          budget.day_start, budget.month_start)
 
     def headers(self, now: float, rpm_limit: int, tpm_limit: int) -> dict[str, str]:
-        return {
-            "x-ratelimit-limit-requests": str(rpm_limit),
-            "x-ratelimit-remaining-requests": str(max(rpm_limit - self.rpm.total, 0)),
-            "x-ratelimit-reset-requests": duration(self.rpm.reset_in(now)),
-            "x-ratelimit-limit-tokens": str(tpm_limit),
-            "x-ratelimit-remaining-tokens": str(max(tpm_limit - self.tpm.total, 0)),
-            "x-ratelimit-reset-tokens": duration(self.tpm.reset_in(now)),
-        }
+        return rate_headers(rpm_limit, self.rpm.total, self.rpm.reset_in(now),
+                            tpm_limit, self.tpm.total, self.tpm.reset_in(now))
 
-    def _retry_headers(self, now: float, wait: float, rpm_limit: int, tpm_limit: int) -> dict[str, str]:
-        return {"retry-after": str(max(math.ceil(wait), 1)), **self.headers(now, rpm_limit, tpm_limit)}
+
+# -- what both limiters answer, built in one place so memory and Redis cannot drift ---------------
+def rate_headers(rpm_limit: int, rpm_used: int, rpm_reset: float,
+                 tpm_limit: int, tpm_used: int, tpm_reset: float) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit-requests": str(rpm_limit),
+        "x-ratelimit-remaining-requests": str(max(rpm_limit - rpm_used, 0)),
+        "x-ratelimit-reset-requests": duration(rpm_reset),
+        "x-ratelimit-limit-tokens": str(tpm_limit),
+        "x-ratelimit-remaining-tokens": str(max(tpm_limit - tpm_used, 0)),
+        "x-ratelimit-reset-tokens": duration(tpm_reset),
+    }
+
+
+def too_big(prompt_tokens: int, tpm_limit: int) -> RateLimited:
+    return RateLimited(f"This request's estimated {prompt_tokens} prompt tokens exceed the key's limit of "
+                       f"{tpm_limit} tokens per minute; it can never be admitted.",
+                       code="request_exceeds_limit", headers={"x-should-retry": "false"})
+
+
+def over_budget(max_budget: float, period: str, worst_cost: float) -> BudgetExceeded:
+    return BudgetExceeded(f"This key's budget of ${max_budget:g} ({period}) is spent or would be "
+                          f"exceeded by this request (worst case ${worst_cost:.6f}).",
+                          headers={"x-should-retry": "false"})
+
+
+def over_rate(unit: str, limit: int, wait: float, headers: dict[str, str]) -> RateLimited:
+    """`Retry-After` in whole seconds, at least 1: when the window has room for this request."""
+    return RateLimited(f"Rate limit of {limit} {unit} per minute reached; retry in {math.ceil(wait)}s.",
+                       headers={"retry-after": str(max(math.ceil(wait), 1)), **headers})

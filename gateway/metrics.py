@@ -17,7 +17,7 @@ from gateway.router import Router
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _REFUSALS = {"rate_limit_exceeded": "rate_limit", "request_exceeds_limit": "rate_limit",
-             "budget_exceeded": "budget"}
+             "budget_exceeded": "budget", "limiter_unavailable": "limiter_unavailable"}
 
 
 class _Live:
@@ -45,6 +45,25 @@ class _Live:
             yield CounterMetricFamily("gateway_ledger_dropped_rows", "Ledger rows lost past the buffer bound",
                                       value=ledger.dropped)
             yield CounterMetricFamily("gateway_ledger_written_rows", "Ledger rows written", value=ledger.written)
+
+
+class _LimiterLive:
+    """The limiter's state at scrape time: is Redis answering, how often it did not, what waits for it."""
+
+    def __init__(self, limiter):
+        self.limiter = limiter
+
+    def collect(self) -> Iterable[Any]:
+        status = self.limiter.status()
+        yield GaugeMetricFamily("gateway_limiter_up", "1 while the limiter answers (always 1 for memory)",
+                                value=status["up"])
+        yield CounterMetricFamily("gateway_limiter_failures", "Calls to the shared limiter that failed",
+                                  value=status["failures"])
+        yield CounterMetricFamily("gateway_limiter_fallback_admissions",
+                                  "Requests admitted on this process's own counters while Redis was away",
+                                  value=status["fallback_admissions"])
+        yield GaugeMetricFamily("gateway_limiter_pending_settlements",
+                                "Settlements waiting for Redis to answer again", value=status["pending_settlements"])
 
 
 class Metrics:
@@ -92,6 +111,9 @@ class Metrics:
             self._child(self.spend, route).inc(row["cost_usd"])
         if row["attempts"] > 1:
             self._child(self.retries, route).inc(row["attempts"] - 1)
+
+    def watch_limiter(self, limiter) -> None:
+        self.registry.register(_LimiterLive(limiter))
 
     def unauthorized(self) -> None:
         self._child(self.requests, "", "", "unauthorized").inc()

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from gateway import logs, protocol
-from gateway.appkeys import CLOCK, KEYS, LEDGER, METRICS, OPTIONS, REQUEST_ID, ROUTER, TABLE, UPSTREAM
+from gateway.appkeys import CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, REQUEST_ID, ROUTER, TABLE, UPSTREAM
 from gateway.attempts import Exchange, attempt_loop
 from gateway.dialects.base import Completion, UpstreamError
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
@@ -113,9 +113,8 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable) -> web
     prompt = estimate_prompt(body)
     max_out = protocol.max_output_tokens(body) or 0
     worst = max(t.cost(prompt, max_out) for t in candidates)
-    row = ex.key.row
     clock = app[CLOCK]
-    ex.admission = ex.key.usage.admit(clock.now(), row.rpm_limit, row.tpm_limit, row.max_budget, prompt, worst)
+    ex.admission = await app[LIMITER].admit(ex.key, clock.now(), prompt, worst)
     ex.headers.update(ex.admission.headers)
     order = app[ROUTER].order(entry.name, entry.route, candidates, clock.now())
     if stream:

@@ -18,9 +18,16 @@ from gateway.app import create_app
 from gateway.appkeys import ServerOptions
 from gateway.clock import Clock
 from gateway.config import parse_config
+from gateway.store import is_postgres_url
 from tests.fakes import FIXTURES, FakeUpstream
+from tests.pg import pg_databases, pg_server, temp_postgres  # noqa: F401  (fixtures)
+from tests.pg import query as pg_query
 
 MASTER = "master-key-for-tests-0123456789"
+# Gateway tests that must hold on either store: `@BOTH_DBS` runs them on SQLite and on PostgreSQL.
+BOTH_DBS = pytest.mark.parametrize("db_kind", ["sqlite", "postgres"])
+# the shared-limiter tests use their own Redis db, flushed before and after each test
+REDIS_TEST_URL = os.environ.get("GATEWAY_TEST_REDIS", "redis://127.0.0.1:6379/13")
 
 
 def _validator(name: str) -> jsonschema.Draft202012Validator:
@@ -128,6 +135,32 @@ async def start_gateway(aiohttp_server, upstream, tmp_path):
     yield start
     for http in sessions:
         await http.close()
+    if db_kind == "postgres":   # stop the apps (their ledgers flush) before the databases are dropped
+        for server in servers:
+            await server.close()
+
+
+@pytest.fixture
+def redis_url():
+    """REDIS_TEST_URL, flushed before and after; skipped loudly when no Redis answers there."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1, socket_timeout=5)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        client.close()
+        pytest.skip(f"NO REDIS SERVER at {REDIS_TEST_URL} ({type(exc).__name__}): the shared-limiter tests "
+                    f"did not run; start redis-server or set GATEWAY_TEST_REDIS")
+    yield REDIS_TEST_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def limiter_url(request) -> str:
+    """Both limiters, for suites that must behave the same on each (memory needs no server)."""
+    return "memory" if request.param == "memory" else request.getfixturevalue("redis_url")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ The built-in mock answers offline: a prompt of "hi" is 8 tokens, its answer 21 (
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from datetime import datetime, timezone
@@ -30,6 +31,12 @@ routes:
 """
 HI = [{"role": "user", "content": "hi"}]
 PROMPT, ANSWER = 8, 21
+
+
+@pytest.fixture
+def start_gateway(start_gateway, limiter_url):
+    """Every test here runs against both limiters, memory and Redis, so their behaviour cannot drift."""
+    return functools.partial(start_gateway, limiter_url=limiter_url)
 
 
 def at(text: str) -> ManualClock:
