@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -94,9 +95,11 @@ class Gateway:
                                     headers={**headers, **kwargs.pop("headers", {})}, **kwargs)
 
     async def rows(self, sql: str = "SELECT * FROM requests ORDER BY id", params: tuple = ()) -> list[dict]:
-        """Ledger rows as a user would read them with sqlite3, after the writer flushed."""
+        """Ledger rows as a user would read them with sqlite3 (or psql), after the writer flushed."""
         from gateway.appkeys import LEDGER
         await self.app[LEDGER].flush()
+        if is_postgres_url(str(self.db_path)):
+            return await pg_query(str(self.db_path), sql, params)
         con = sqlite3.connect(self.db_path)
         con.row_factory = sqlite3.Row
         try:
@@ -114,9 +117,16 @@ async def upstream(aiohttp_server) -> FakeUpstream:
 
 
 @pytest.fixture
-async def start_gateway(aiohttp_server, upstream, tmp_path):
+def db_kind() -> str:
+    """The store start_gateway uses; `@BOTH_DBS` parametrizes it with sqlite and postgres."""
+    return "sqlite"
+
+
+@pytest.fixture
+async def start_gateway(aiohttp_server, upstream, tmp_path, db_kind, pg_databases):
     """Start a gateway on a real port: `await start_gateway(routes_yaml=None, clock=None)`."""
     sessions: list[aiohttp.ClientSession] = []
+    servers: list[Any] = []
 
     async def start(routes_yaml: str | None = None, clock: Clock | None = None,
                     config_path: Path | None = None, db_name: str = "gateway.db", **options: Any) -> Gateway:
@@ -124,13 +134,14 @@ async def start_gateway(aiohttp_server, upstream, tmp_path):
         if config_path is not None:
             config_path.write_text(text)
         options = {"master_key": MASTER, **options}
-        opts = ServerOptions(config_path=str(config_path) if config_path else None,
-                             db_path=str(tmp_path / db_name), **options)
+        db = tmp_path / db_name if db_kind == "sqlite" else await pg_databases.url(db_name)
+        opts = ServerOptions(config_path=str(config_path) if config_path else None, db_path=str(db), **options)
         app = create_app(parse_config(text), opts, clock=clock)
         server = await aiohttp_server(app)
+        servers.append(server)
         http = aiohttp.ClientSession()
         sessions.append(http)
-        return Gateway(str(server.make_url("")).rstrip("/"), tmp_path / db_name, http, app)
+        return Gateway(str(server.make_url("")).rstrip("/"), db, http, app)
 
     yield start
     for http in sessions:
