@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from tests.conftest import MASTER, check_error
+from tests.conftest import BOTH_DBS, MASTER, check_error
 
 ROUTES = """
 settings:
@@ -50,6 +50,7 @@ async def test_wrong_or_missing_master_key_is_401(start_gateway, headers):
     assert (await call(gw, "GET", "/admin/keys"))[1]["data"] == []       # nothing was created
 
 
+@BOTH_DBS
 async def test_key_lifecycle_create_list_show_patch_revoke(start_gateway, caplog):
     caplog.set_level(logging.DEBUG)
     gw = await start_gateway(ROUTES)

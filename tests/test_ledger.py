@@ -18,7 +18,9 @@ from gateway.appkeys import ServerOptions
 from gateway.cli import main
 from gateway.clock import ManualClock
 from gateway.config import parse_config
-from tests.conftest import MASTER, check_error
+from gateway.store import is_postgres_url
+from tests.conftest import BOTH_DBS, MASTER, check_error
+from tests.pg import query as pg_query
 from tests.fakes import Behaviour
 
 HI = [{"role": "user", "content": "hi"}]
@@ -48,6 +50,7 @@ def query(db: Path, sql: str, params: tuple = ()) -> list[dict]:
         con.close()
 
 
+@BOTH_DBS
 async def test_every_request_with_a_valid_key_is_one_row(gateway, upstream):
     key = await gateway.create_key(models=["demo", "gpt"])
     tight = await gateway.create_key(rpm=1)
@@ -78,6 +81,7 @@ async def test_every_request_with_a_valid_key_is_one_row(gateway, upstream):
     assert [r["stream"] for r in rows][:2] == [0, 1]
 
 
+@BOTH_DBS
 async def test_concurrent_flushes_write_each_row_once(start_gateway, caplog):
     gw = await start_gateway(ROUTES)
     key = await gw.create_key(rpm=1000)
@@ -155,9 +159,10 @@ async def test_views_sum_to_the_ledger_and_spend_reports_show_them(start_gateway
     assert a["id"] in table and b["id"] in table
 
 
-async def test_windows_and_spend_survive_a_restart(aiohttp_server, tmp_path):
+@BOTH_DBS
+async def test_windows_and_spend_survive_a_restart(aiohttp_server, tmp_path, db_kind, pg_databases):
     clock = at("2024-05-10T12:00:00")
-    db = tmp_path / "gateway.db"
+    db = tmp_path / "gateway.db" if db_kind == "sqlite" else await pg_databases.url()
 
     async def boot():
         app = create_app(parse_config(ROUTES), ServerOptions(config_path=None, db_path=str(db), master_key=MASTER),
@@ -200,7 +205,8 @@ async def test_windows_and_spend_survive_a_restart(aiohttp_server, tmp_path):
         clock.advance(50)
         assert (await post(url, r))[0] == 200 and (await post(url, t))[0] == 200
         await second.close()
-    assert query(db, "SELECT COUNT(*) AS n FROM requests") == [{"n": 12}]
+    count = "SELECT COUNT(*) AS n FROM requests"
+    assert (await pg_query(db, count) if is_postgres_url(str(db)) else query(db, count)) == [{"n": 12}]
 
 
 def readme_sql() -> list[str]:

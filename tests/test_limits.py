@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import sqlite3
 from datetime import datetime, timezone
 
 import pytest
 
 from gateway.clock import ManualClock
-from tests.conftest import MASTER, check_error, parse_sse
+from tests.conftest import BOTH_DBS, MASTER, check_error, parse_sse
 
 # USD per 1M tokens: 1000/1000 makes every token cost $0.001, so budgets are easy to reason about.
 ROUTES = """
@@ -43,12 +42,10 @@ def at(text: str) -> ManualClock:
     return ManualClock(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp())
 
 
-def spent(gw, key_id: str) -> float:
-    con = sqlite3.connect(gw.db_path)
-    try:
-        return con.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM requests WHERE key_id = ?", (key_id,)).fetchone()[0]
-    finally:
-        con.close()
+async def spent(gw, key_id: str) -> float:
+    """The key's spend as SQL sums it in the ledger (SQLite or PostgreSQL)."""
+    rows = await gw.rows("SELECT COALESCE(SUM(cost_usd), 0) AS usd FROM requests WHERE key_id = ?", (key_id,))
+    return rows[0]["usd"]
 
 
 async def ask(gw, key: str, model: str = "demo", **extra):
@@ -57,6 +54,7 @@ async def ask(gw, key: str, model: str = "demo", **extra):
     return resp, body
 
 
+@BOTH_DBS
 async def test_150_concurrent_requests_on_rpm_100_admit_exactly_100(start_gateway):
     gw = await start_gateway(ROUTES)
     key = await gw.create_key(rpm=100, tpm=100_000)
@@ -125,6 +123,7 @@ async def test_prompt_alone_over_tpm_can_never_be_admitted(start_gateway):
     assert (await ask(gw, key))[0].status == 200           # the refusal took nothing from the window
 
 
+@BOTH_DBS
 async def test_concurrent_max_tokens_requests_never_exceed_the_budget(start_gateway):
     gw = await start_gateway(ROUTES)
     key = await gw.create_key(max_budget=0.3)
@@ -139,11 +138,12 @@ async def test_concurrent_max_tokens_requests_never_exceed_the_budget(start_gate
     more = await asyncio.gather(*(ask(gw, key["key"], "pricey-slow", max_tokens=10) for _ in range(50)))
     assert {resp.status for resp, _ in more} <= {200, 429}
     await gw.rows()
-    total = spent(gw, key["id"])
+    total = await spent(gw, key["id"])
     assert total <= 0.3 + 1e-9
     assert total > 0.3 - 0.018 - 1e-9                      # the budget was used, not refused early
 
 
+@BOTH_DBS
 async def test_budget_settles_to_real_cost_not_the_worst_case(start_gateway):
     gw = await start_gateway(ROUTES)
     key = await gw.create_key(max_budget=0.1)
@@ -155,7 +155,7 @@ async def test_budget_settles_to_real_cost_not_the_worst_case(start_gateway):
     resp, _ = await ask(gw, key["key"], "pricey", max_tokens=30)
     assert resp.status == 429                            # $0.087 spent + $0.038 > $0.1
     await gw.rows()
-    assert spent(gw, key["id"]) == pytest.approx(0.087)
+    assert await spent(gw, key["id"]) == pytest.approx(0.087)
 
 
 @pytest.mark.parametrize("period, start, advance, readmitted", [
