@@ -28,17 +28,18 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> dict[st
     length = request.content_length
     if length is not None and length > limit:
         raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413, code="request_too_large")
-    data = bytearray()
-    try:
-        async with asyncio.timeout(timeout):
-            while chunk := await request.content.readany():
-                data += chunk
-                if len(data) > limit:
-                    raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413,
-                                       code="request_too_large")
-    except TimeoutError:
-        raise GatewayError(f"The request body did not arrive within {timeout:g}s.", status=408,
-                           code="request_timeout") from None
+    content = request.content
+    data = bytearray(content.read_nowait())   # usually the whole body is here already: then no timer
+    if not content.at_eof():
+        try:
+            async with asyncio.timeout(timeout):
+                while len(data) <= limit and (chunk := await content.readany()):
+                    data += chunk
+        except TimeoutError:
+            raise GatewayError(f"The request body did not arrive within {timeout:g}s.", status=408,
+                               code="request_timeout") from None
+    if len(data) > limit:
+        raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413, code="request_too_large")
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError:
