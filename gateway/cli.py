@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=("debug", "info", "warning", "error"))
     serve.add_argument("--log-format", default=os.environ.get("GATEWAY_LOG_FORMAT", "json"), choices=("json", "text"))
     serve.add_argument("--no-access-log", action="store_true", help="no line per request (errors still logged)")
+    serve.add_argument("--limits", default=os.environ.get("GATEWAY_LIMITS") or None,
+                       help="where key limits are counted: memory, or redis://HOST:6379/0 shared by every process "
+                            "(env GATEWAY_LIMITS; else settings.limiter of the config; else memory)")
+    serve.add_argument("--workers", type=int, default=1, help="processes answering on the port (needs --limits redis://)")
     check = sub.add_parser("check", help="validate the config")
     _common(check)
     keys = sub.add_parser("keys", help="manage client keys")
@@ -137,6 +141,7 @@ def cmd_serve(args) -> int:
 
     from gateway.app import create_app
     from gateway.appkeys import ServerOptions
+    from gateway.limiter import describe
 
     from gateway import logs
 
@@ -145,9 +150,10 @@ def cmd_serve(args) -> int:
     if args.no_access_log:
         logs.ACCESS.setLevel(logging.WARNING)
     config = _load(args.config)
+    limiter = _limiter(args, config)
     options = ServerOptions(config_path=args.config, db_path=_database(args, config),
                             master_key=os.environ.get("GATEWAY_MASTER_KEY") or None,
-                            ledger=os.environ.get("GATEWAY_BENCH_LEDGER_OFF") != "1")
+                            ledger=os.environ.get("GATEWAY_BENCH_LEDGER_OFF") != "1", limiter_url=limiter)
     if not options.ledger:
         logging.getLogger("gateway").warning("GATEWAY_BENCH_LEDGER_OFF=1: no ledger rows are written (bench only)")
     try:
@@ -155,11 +161,43 @@ def cmd_serve(args) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
+    run = dict(print=None, access_log=None, handler_cancellation=True, shutdown_timeout=15)
+    if args.workers > 1:
+        from gateway import workers
+
+        asyncio.run(_migrate(options.db_path))    # once, before the workers open the database together
+        return workers.serve(lambda sock: web.run_app(create_app(config, options), sock=sock, **run),
+                             args.host, args.port, args.workers,
+                             f"gateway: serving {len(config.routes)} routes on http://{{}}/v1 with {args.workers} "
+                             f"workers, limits in {describe(limiter)}")
     app = create_app(config, options)
     print(f"gateway: serving {len(config.routes)} routes on http://{args.host}:{args.port}/v1", flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, handler_cancellation=True,
-                shutdown_timeout=15)
+    web.run_app(app, host=args.host, port=args.port, **run)
     return 0
+
+
+def _limiter(args, config: Config) -> str:
+    """--limits / GATEWAY_LIMITS win over settings.limiter; several workers need a shared limiter."""
+    from gateway.limiter import check_limiter_url
+
+    chosen = args.limits or config.settings.limiter
+    try:
+        check_limiter_url(chosen)
+    except ValueError as err:
+        raise Fail(f"--limits {err}") from None
+    if args.workers < 1:
+        raise Fail("--workers must be 1 or more")
+    if args.workers > 1 and chosen == "memory":
+        raise Fail(f"--workers {args.workers} needs shared limits: with --limits memory every process would "
+                   f"count each key's limits alone; pass --limits redis://HOST:6379/0")
+    return chosen
+
+
+async def _migrate(db: str) -> None:
+    from gateway.store import Store
+
+    store = await Store.open(db)
+    await store.close()
 
 
 def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
