@@ -11,6 +11,10 @@ import sys
 import aiohttp
 import pytest
 
+from gateway.store import is_postgres_url
+from tests.conftest import BOTH_DBS
+from tests.pg import query as pg_query
+
 ROUTES = """
 providers:
   slow: {dialect: mock, chunk_delay_ms: 40}
@@ -40,9 +44,22 @@ async def until_healthy(http: aiohttp.ClientSession, url: str, proc) -> None:
     raise AssertionError("the server did not come up")
 
 
+async def count_by_status(db) -> dict[str, int]:
+    sql = "SELECT status, COUNT(*) AS n FROM requests GROUP BY status"
+    if is_postgres_url(str(db)):
+        return {r["status"]: r["n"] for r in await pg_query(str(db), sql)}
+    con = sqlite3.connect(db)
+    try:
+        return dict(con.execute(sql).fetchall())
+    finally:
+        con.close()
+
+
+@BOTH_DBS
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-async def test_a_stop_signal_during_load_loses_no_row(tmp_path, stop):
-    config, db, log = tmp_path / "routes.yaml", tmp_path / "gateway.db", tmp_path / "server.log"
+async def test_a_stop_signal_during_load_loses_no_row(tmp_path, stop, db_kind, pg_databases):
+    config, log = tmp_path / "routes.yaml", tmp_path / "server.log"
+    db = tmp_path / "gateway.db" if db_kind == "sqlite" else await pg_databases.url()
     config.write_text(ROUTES)
     created = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "keys", "create", "--name", "load", "--rpm", "1000", "--json", "--db", str(db),
@@ -94,11 +111,7 @@ async def test_a_stop_signal_during_load_loses_no_row(tmp_path, stop):
                 await proc.wait()
     reached = [f for f in fates if f is not None]
     assert fates[:IN_FLIGHT].count(None) == 0 and len(reached) >= IN_FLIGHT
-    con = sqlite3.connect(db)
-    try:
-        statuses = dict(con.execute("SELECT status, COUNT(*) FROM requests GROUP BY status").fetchall())
-    finally:
-        con.close()
+    statuses = await count_by_status(db)
     assert sum(statuses.values()) == len(reached), (statuses, fates)
     assert set(statuses) <= {"ok", "cancelled"}
     assert statuses.get("ok", 0) >= fates.count("whole")

@@ -235,6 +235,15 @@ async def test_an_unreachable_server_is_one_clear_error_without_the_password():
     assert "hunter2secret" not in cli.stderr and "Traceback" not in cli.stderr and len(cli.stderr.splitlines()) == 1
 
 
+async def test_processes_starting_at_once_migrate_one_at_a_time(pg_databases):
+    url = await pg_databases.url()
+    stores = await asyncio.gather(*(Store.open(url) for _ in range(4)))
+    for opened in stores:
+        await opened.close()
+    versions = [r[0] for r in await raw(url, "SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [name for name, _ in migration_files("postgres")]
+
+
 async def test_rows_wait_while_postgres_is_down_and_land_when_it_returns(temp_postgres, caplog):
     """A real server stopped and started again: refused batches stay buffered (up to the bound), the pool
     reconnects by itself, and every kept row is written once."""
