@@ -20,7 +20,7 @@ def load(path: str) -> dict:
         name, kind = r["name"], r.get("kind")
         if name == "env":
             runs.setdefault("env", {}).update(r)
-        elif kind in ("ns", "s") and name in ("direct", "gateway"):
+        elif kind in ("ns", "s", "big") and name in ("direct", "gateway"):
             runs[(name, kind, r["conc"])] = r
         elif kind in ("ns", "s"):
             runs["variants"].setdefault(name, []).append(r)
@@ -73,6 +73,11 @@ def main(path: str) -> None:
     ns, s = cpu_ms(runs.get(("gateway", "ns", conc))), cpu_ms(runs.get(("gateway", "s", conc)))
     rows.append((f"gateway CPU ms per request, non-stream / stream (c{conc})", "", f"{f(ns, 3)} / {f(s, 3)}", "",
                  "<= 0.4 / 0.8", verdict(None if ns is None or s is None else ns <= 0.4 and s <= 0.8)))
+    d, g = get("direct", "big", conc).get("rps"), get("gateway", "big", conc).get("rps")
+    if d and g:
+        big = cpu_ms(runs.get(("gateway", "big", conc)))
+        rows.append((f"10 KB prompt, non-stream c{conc}: requests/s / gateway CPU ms per request", f(d, 0),
+                     f"{g:.0f} / {f(big, 3)}", f(g / d, 3, "x"), "", "-"))
     hwm = runs.get(("gateway", "rss"), {}).get("hwm_kb")
     rows.append(("gateway peak RSS under the load (VmHWM), MB", "", f(hwm and hwm / 1024, 0), "", "<= 100",
                  verdict(None if hwm is None else hwm / 1024 <= 100)))

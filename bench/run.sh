@@ -72,6 +72,10 @@ BODY_NS="$OUT/body_ns.json"; BODY_S="$OUT/body_s.json"
 echo '{"model":"gpt-mock","messages":[{"role":"user","content":"Say hello"}],"max_tokens":32}' > "$BODY_NS"
 echo '{"model":"gpt-mock","messages":[{"role":"user","content":"Say hello"}],"max_tokens":32,"stream":true,"stream_options":{"include_usage":true}}' > "$BODY_S"
 EXPECT_NS='"content":"Hello from the mock upstream."'; EXPECT_S='data: [DONE]'
+BODY_BIG="$OUT/body_big.json"   # a 10 KB prompt: what costs per byte shows here
+"$PY" -c 'import json, sys; text = "The quick brown fox jumps over the lazy dog, then writes 42 lines of Python code; " * 120
+json.dump({"model": "gpt-mock", "max_tokens": 32, "messages": [{"role": "system", "content": "You are a helpful assistant."},
+           {"role": "user", "content": text}]}, open(sys.argv[1], "w"))' "$BODY_BIG"
 
 load() {  # url key body expect conc secs -> wrk's RESULT json
   BODY=$3 KEY=$2 EXPECT=$4 wrk -t1 -c"$5" -d"${6}s" --timeout 10s -s "$HERE/post.lua" "$1" 2>&1 \
@@ -80,7 +84,8 @@ load() {  # url key body expect conc secs -> wrk's RESULT json
 
 measure() {  # name url key kind(ns|s) conc [pid]: one wrk run, one result line (with CPU of pid)
   local name=$1 url=$2 key=$3 kind=$4 conc=$5 pid=${6:-} body expect c0=0 c1=0 line
-  if [ "$kind" = ns ]; then body=$BODY_NS; expect=$EXPECT_NS; else body=$BODY_S; expect=$EXPECT_S; fi
+  case $kind in ns) body=$BODY_NS; expect=$EXPECT_NS ;; big) body=$BODY_BIG; expect=$EXPECT_NS ;;
+    *) body=$BODY_S; expect=$EXPECT_S ;; esac
   [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
   line=$(load "$url" "$key" "$body" "$expect" "$conc" "$DUR")
   [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
@@ -103,7 +108,7 @@ start_gateway "$OUT/main"
 log "gateway up (pid $GW_PID)"
 load "$UP" x "$BODY_NS" "" "$CONC" "$WARM" > /dev/null
 load "$GW" "$KEY" "$BODY_NS" "" "$CONC" "$WARM" > /dev/null
-for run in "ns $CONC" "ns 1" "s $CONC" "s 1"; do
+for run in "ns $CONC" "ns 1" "s $CONC" "s 1" "big $CONC"; do
   set -- $run
   measure direct "$UP" x "$1" "$2"
   measure gateway "$GW" "$KEY" "$1" "$2" "$GW_PID"
