@@ -42,12 +42,17 @@ def run_cli(*args: str, db: Path, config: Path) -> subprocess.CompletedProcess:
 
 
 class GatewayProcess:
-    def __init__(self, workdir: Path, routes: str | None = None, delay_ms: float = 20.0, env: dict | None = None):
+    def __init__(self, workdir: Path, routes: str | None = None, delay_ms: float = 20.0, env: dict | None = None,
+                 name: str = "gateway", args: tuple[str, ...] = (), db: str | None = None):
+        """Several processes may share `workdir` (its routes.yaml and database): give each its own `name`."""
         self.dir = workdir
         self.config = workdir / "routes.yaml"
-        self.db = workdir / "gateway.db"
-        self.log = workdir / "gateway.log"
-        self.config.write_text(routes if routes is not None else MOCK_ROUTES % {"delay": delay_ms})
+        self.db = db or workdir / "gateway.db"
+        self.log = workdir / f"{name}.log"
+        self.args = args
+        text = routes if routes is not None else MOCK_ROUTES % {"delay": delay_ms}
+        if not self.config.exists() or self.config.read_text() != text:
+            self.config.write_text(text)
         self.port = free_port()
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
@@ -64,7 +69,7 @@ class GatewayProcess:
             self.key = self.create_key()
         self._logfile = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(self.port),
-                                      "--db", str(self.db), "--config", str(self.config)],
+                                      "--db", str(self.db), "--config", str(self.config), *self.args],
                                      stdout=self._logfile, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
