@@ -170,3 +170,18 @@ async def test_a_redis_url_never_reaches_a_log_line_with_its_password(start_gate
     key = await gw.create_key()
     assert (await ask(gw, key["key"]))[0] == 503
     assert "limiter" in caplog.text and "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize("value, ok", [("memory", True), ("redis://127.0.0.1:6379/0", True),
+                                       ("rediss://:pw@cache.internal:6380/2", True), ("unix:///run/redis.sock", True),
+                                       ("redis", False), ("mysql://db/x", False), ("redis://", False)])
+def test_settings_limiter_takes_memory_or_a_redis_url_and_names_its_path(value, ok):
+    from gateway.config import ConfigError, parse_config
+
+    text = f"settings:\n  limiter: '{value}'\n"
+    if ok:
+        assert parse_config(text).settings.limiter == value
+        return
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    assert err.value.problems == ["settings.limiter: must be 'memory' or a Redis URL such as redis://127.0.0.1:6379/0"]
