@@ -66,14 +66,18 @@ class _Pipe:
 
     def __init__(self, client: aioredis.Redis):
         self.client = client
-        self.queue: list[tuple[tuple[Any, ...], asyncio.Future]] = []
+        self.queue: list[tuple[bytes, asyncio.Future]] = []
         self.sends = 0
         self.scheduled = False
 
     def call(self, *args: Any) -> asyncio.Future:
+        return self.send(_pack(args))
+
+    def send(self, command: bytes) -> asyncio.Future:
+        """One command already in RESP (see `_pack`); its reply (or error) comes in the future."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self.queue.append((args, fut))
+        self.queue.append((command, fut))
         if not self.scheduled and self.sends < self.MAX_SENDS:
             self.scheduled = True
             loop.call_soon(self._flush)
@@ -86,13 +90,13 @@ class _Pipe:
             self.sends += 1
             asyncio.ensure_future(self._send(items))
 
-    async def _send(self, items: list[tuple[tuple[Any, ...], asyncio.Future]]) -> None:
+    async def _send(self, items: list[tuple[bytes, asyncio.Future]]) -> None:
         pool = self.client.connection_pool
         results: list[Any] = []
         try:
             conn = await pool.get_connection()
             try:
-                await conn.send_packed_command(b"".join(_pack(args) for args, _ in items))
+                await conn.send_packed_command(b"".join(command for command, _ in items))
                 for _ in items:
                     try:
                         results.append(await conn.read_response())
@@ -126,9 +130,14 @@ class _Pipe:
 
 def _pack(args: tuple[Any, ...]) -> bytes:
     """One command in RESP: redis-py's own packer costs more than the script it sends."""
-    out = [b"*%d\r\n" % len(args)]
+    return b"*%d\r\n" % len(args) + _pack_args(args)
+
+
+def _pack_args(args: tuple[Any, ...]) -> bytes:
+    """Arguments without the count, so a command's fixed head and tail can be packed once."""
+    out = []
     for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        data = arg if arg.__class__ is bytes else str(arg).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 
@@ -190,7 +199,9 @@ class RedisLimiter(Limiter):
         self._tag = secrets.token_hex(4) + format(os.getpid(), "x")
         self._seq = itertools.count()
         self._names: dict[str, tuple[str, str, str, str]] = {}
+        self._heads: dict[str, tuple[bytes, bytes]] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._inflight: set[asyncio.Future] = set()
         self._probe: asyncio.Task | None = None
         self._epoch_lock = asyncio.Lock()
         self._script_lock = asyncio.Lock()
@@ -211,6 +222,8 @@ class RedisLimiter(Limiter):
         if self._probe is not None:
             self._probe.cancel()
             await asyncio.gather(self._probe, return_exceptions=True)
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=5)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         if self.healthy and self.pending:
@@ -313,6 +326,16 @@ class RedisLimiter(Limiter):
             names = self._names[key_id] = (p + "r", p + "t", p + "v", p + "b")
         return names
 
+    def _packed_heads(self, key_id: str) -> tuple[bytes, bytes]:
+        """EVALSHA, the script and the key names of ADMIT and SETTLE for one key, packed once."""
+        heads = self._heads.get(key_id)
+        if heads is None:
+            r, t, v, b = self._keys(key_id)
+            heads = self._heads[key_id] = (
+                b"*22\r\n" + _pack_args(("EVALSHA", self._admit.sha, 5, r, t, v, b, EPOCH)),     # + 14 ARGV
+                b"*20\r\n" + _pack_args(("EVALSHA", self._settle.sha, 4, t, v, b, EPOCH)))     # + 13 ARGV
+        return heads
+
     def _usage_keys(self, key_id: str) -> tuple[str, str, str]:
         r, t, _, b = self._keys(key_id)
         return r, t, b
@@ -327,11 +350,9 @@ class RedisLimiter(Limiter):
         day, month = self._periods(now)
         member = f"{self._tag}.{next(self._seq)}"
         worst_s = repr(worst)
-        r, t, v, b = self._keys(row.id)
-        args = (repr(now), repr(now - SPAN), row.rpm_limit, row.tpm_limit, repr(row.max_budget), prompt, worst_s,
-                row.budget_period, repr(day), repr(month), member, repr(now + LEASE), WINDOW_TTL_MS, LEASE_TTL_MS)
-        keys = (r, t, v, b, EPOCH)
-        call = self.pipe.call("EVALSHA", self._admit.sha, 5, *keys, *args)
+        varying = (repr(now), repr(now - SPAN), row.rpm_limit, row.tpm_limit, repr(row.max_budget), prompt, worst_s,
+                   row.budget_period, repr(day), repr(month), member, repr(now + LEASE))
+        call = self.pipe.send(self._packed_heads(row.id)[0] + _pack_args(varying) + _ADMIT_TAIL)
         try:
             try:
                 result = await asyncio.shield(call)
@@ -339,7 +360,7 @@ class RedisLimiter(Limiter):
                 await self._load_scripts()
                 result = [-1]
             if result[0] == -1:
-                result = await self._admit_again(keys, args)
+                result = await self._admit_again((*self._keys(row.id), EPOCH), varying + (WINDOW_TTL_MS, LEASE_TTL_MS))
         except asyncio.CancelledError:     # the client left while Redis booked: give the booking back
             call.add_done_callback(lambda done: self._release_orphan(done, row.id, now, prompt, worst_s, member,
                                                                      day, month))
@@ -394,7 +415,22 @@ class RedisLimiter(Limiter):
         if not self.healthy:
             self.pending.append(((t, v, b, EPOCH), args[:8] + ("1",) + args[9:]))
             return
-        task = asyncio.ensure_future(self._settle_call((t, v, b, EPOCH), args))
+        call = self.pipe.send(self._packed_heads(key_id)[1] + _pack_args(args[:12]) + _SETTLE_TAIL)
+        self._inflight.add(call)
+        call.add_done_callback(lambda done: self._settled(done, (t, v, b, EPOCH), args))
+
+    def _settled(self, done: asyncio.Future, keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
+        """Nothing to do unless the call failed: then the slow path, or keep it for replay."""
+        self._inflight.discard(done)
+        error = None if done.cancelled() else done.exception()
+        if done.cancelled() or isinstance(error, _DOWN) and not isinstance(error, NoScriptError):
+            self.pending.append((keys, args[:8] + ("1",) + args[9:]))
+            if error is not None:
+                self._down(error)
+            return
+        if error is None and done.result() != -1:
+            return
+        task = asyncio.ensure_future(self._settle_call(keys, args))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -449,6 +485,10 @@ class RedisLimiter(Limiter):
             out.append({**key.row.public(), "rpm_used": int(rpm), "tpm_used": int(float(tpm)),
                         "spend_period": round(spent, 10), "spend_total": round(float(tot), 10)})
         return out
+
+
+_ADMIT_TAIL = _pack_args((WINDOW_TTL_MS, LEASE_TTL_MS))
+_SETTLE_TAIL = _pack_args((WINDOW_TTL_MS,))
 
 
 def _left(score: bytes | str, now: float) -> float:
