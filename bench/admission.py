@@ -2,9 +2,10 @@
 
 usage: admission.py memory | redis://HOST:PORT/DB   (the Redis db is flushed first)
 
-32 keys, 32 concurrent callers, each admitting then settling in a loop, as 32 busy clients
-would; prints this process's CPU per admission+settlement and the admission latency seen by
-the caller (with Redis: one round trip, shared with the calls of the same loop turn).
+One caller alone (the latency of one admission: with Redis, one round trip), then 32 keys and
+32 concurrent callers, each admitting then settling in a loop, as 32 busy clients would; prints
+this process's CPU per admission+settlement and the admission latency seen by the caller (with
+Redis, calls made while a round trip is on the wire share the next one).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ async def measure(url: str, total: int, conc: int) -> None:
     name = "memory" if url == "memory" else "redis"
     print(f"- {name}: {cpu / total * 1e6:.1f} us CPU per admission+settlement in the gateway process; "
           f"admission latency p50 {latency[len(latency) // 2] * 1e6:.0f} us, p99 "
-          f"{latency[int(len(latency) * 0.99)] * 1e6:.0f} us at {conc} concurrent callers "
+          f"{latency[int(len(latency) * 0.99)] * 1e6:.0f} us at {conc} concurrent caller{'s' if conc > 1 else ''} "
           f"({total / wall:.0f} admissions/s from one process)")
 
 
@@ -62,4 +63,5 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
+    asyncio.run(measure(sys.argv[1], 5000, 1))
     asyncio.run(measure(sys.argv[1], 20000, 32))

@@ -81,9 +81,14 @@ def check_limiter_url(value: str) -> str:
     if value == "memory":
         return value
     if "://" in value and value.split("://", 1)[0] in SCHEMES:
-        parts = urlsplit(value)
-        if parts.scheme == "unix" or parts.hostname:
-            return value
+        from redis.connection import parse_url
+        try:
+            parse_url(value)       # the client's own reading: a bad port or option fails here, not at start
+            parts = urlsplit(value)
+            if parts.scheme == "unix" or parts.hostname:
+                return value
+        except ValueError:
+            pass
     raise ValueError("must be 'memory' or a Redis URL such as redis://127.0.0.1:6379/0")
 
 

@@ -174,7 +174,8 @@ async def test_a_redis_url_never_reaches_a_log_line_with_its_password(start_gate
 
 @pytest.mark.parametrize("value, ok", [("memory", True), ("redis://127.0.0.1:6379/0", True),
                                        ("rediss://:pw@cache.internal:6380/2", True), ("unix:///run/redis.sock", True),
-                                       ("redis", False), ("mysql://db/x", False), ("redis://", False)])
+                                       ("redis", False), ("mysql://db/x", False), ("redis://", False),
+                                       ("redis://h:port/0", False), ("redis://h:6379/0?socket_timeout=soon", False)])
 def test_settings_limiter_takes_memory_or_a_redis_url_and_names_its_path(value, ok):
     from gateway.config import ConfigError, parse_config
 
