@@ -15,7 +15,8 @@
 #   MANY_KEYS [10000] MANY_ROUTES [500] for the table-size runs
 #   ONLY [all]: "main" skips the variant runs and the held streams
 #   UP_PORT [18180] GW_PORT [18181]; BENCH_VENV [.venv of the repo]; OUT [$TMPDIR/gateway-bench/<time>]
-#   GATEWAY_ARGS extra `gateway serve` flags (default --no-access-log; the access-log run adds it back)
+#   GATEWAY_ARGS extra `gateway serve` flags (default --no-access-log; the access-log run adds it back);
+#   with --workers N, CPU and VmHWM are summed over the processes
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -64,8 +65,9 @@ start_gateway() {  # dir [env assignments...]; sets GW_PID
   wait_up "$GW/health"
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+tree() { echo "$1" $(ps -o pid= --ppid "$1"); }   # the gateway and its workers (GATEWAY_ARGS=--workers N)
+cpu_ticks() { for p in $(tree "$1"); do cat "/proc/$p/stat"; done | awk '{s += $14 + $15} END {print s}'; }
+status_kb() { for p in $(tree "$1"); do cat "/proc/$p/status"; done | awk -v f="$2:" '$1 == f {s += $2} END {print s}'; }
 hz() { getconf CLK_TCK; }
 
 BODY_NS="$OUT/body_ns.json"; BODY_S="$OUT/body_s.json"
