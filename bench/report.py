@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from statistics import mean
+from statistics import median
 
 
 def load(path: str) -> dict:
@@ -99,20 +99,21 @@ def variant_rows(runs: dict) -> list[tuple]:
     v = runs["variants"]
     if "base" not in v:
         return []
-    base_rps = mean(r["wrk"]["rps"] for r in v["base"])
-    base_cpu = mean(cpu_ms(r) for r in v["base"])
+    base_rps = median(r["wrk"]["rps"] for r in v["base"])
+    base_cpu = median(cpu_ms(r) for r in v["base"])
     rows = []
     off = v.get("ledger_off")
     if off:
-        rps = off[0]["wrk"]["rps"]
+        rps, cpu = median(r["wrk"]["rps"] for r in off), median(cpu_ms(r) for r in off)
         fewer = (rps - base_rps) / rps
-        rows.append(("ledger on vs off: non-stream requests/s", "", f"{base_rps:.0f} / {rps:.0f}",
+        rows.append(("ledger on vs off: non-stream requests/s (CPU ms per request)", "",
+                     f"{base_rps:.0f} / {rps:.0f} ({base_cpu:.3f} / {cpu:.3f})",
                      f"{100 * fewer:+.1f}% fewer", "<= 10% fewer", verdict(fewer <= 0.10)))
     for name, label in (("keys", "1 key vs {n} keys"), ("routes", "1 route vs {n} routes"),
                         ("access_log", "access log off vs on (json)")):
         if name not in v:
             continue
-        cpu = cpu_ms(v[name][0])
+        cpu = median(cpu_ms(r) for r in v[name])
         more = (cpu - base_cpu) / base_cpu
         n = runs.get("env", {}).get(f"many_{name}", "many")
         rows.append((label.format(n=f"{n:,}" if isinstance(n, int) else n) + ": CPU ms per request", "",
@@ -135,7 +136,7 @@ def footer(runs: dict) -> None:
     print()
     print(f"{env.get('dur', '?')} s per wrk run; load average before {env.get('load_before', '?')}, "
           f"after {env.get('load_after', '?')}. CPU = gateway process utime+stime over the run / requests; "
-          f"variants are fresh gateways, non-stream c{env.get('conc', 32)}, against the mean of two base runs.")
+          f"variants are fresh gateways, non-stream c{env.get('conc', 32)}, medians of interleaved runs.")
     for p in problems:
         print(f"errors: {p}")
 

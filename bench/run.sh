@@ -6,13 +6,13 @@
 # From a fresh clone it installs what it needs: wrk (Debian's package) and the gateway in a
 # virtualenv. Then it starts bench/upstream.py and `gateway serve` on a bench routes.yaml with
 # auth, limits and the ledger on, drives load with wrk (bench/post.lua) and bench/probe.py, and
-# prints one markdown table (bench/report.py). Takes about three minutes.
+# prints one markdown table (bench/report.py). Takes about four minutes.
 #
 # Knobs (env, defaults in brackets):
 #   DUR [5] seconds per wrk measurement; WARM [1] warm-up seconds; CONC [32] concurrency
 #   CHUNKS [20] content chunks per stream; PROBES [300] streams timed for the first chunk
 #   HOLD [1000] streams held open at once, HOLD_SECS [8] for how long
-#   MANY_KEYS [10000] MANY_ROUTES [500] for the table-size runs
+#   MANY_KEYS [10000] MANY_ROUTES [500] for the table-size runs; VROUNDS [2] rounds of those variant runs
 #   ONLY [all]: "main" skips the variant runs and the held streams
 #   UP_PORT [18180] GW_PORT [18181]; BENCH_VENV [.venv of the repo]; OUT [$TMPDIR/gateway-bench/<time>]
 #   GATEWAY_ARGS extra `gateway serve` flags (default --no-access-log; the access-log run adds it back);
@@ -22,7 +22,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 DUR="${DUR:-5}"; WARM="${WARM:-1}"; CONC="${CONC:-32}"; CHUNKS="${CHUNKS:-20}"; PROBES="${PROBES:-300}"
 HOLD="${HOLD:-1000}"; HOLD_SECS="${HOLD_SECS:-8}"; MANY_KEYS="${MANY_KEYS:-10000}"; MANY_ROUTES="${MANY_ROUTES:-500}"
-ONLY="${ONLY:-all}"; UP_PORT="${UP_PORT:-18180}"; GW_PORT="${GW_PORT:-18181}"
+VROUNDS="${VROUNDS:-2}"; ONLY="${ONLY:-all}"; UP_PORT="${UP_PORT:-18180}"; GW_PORT="${GW_PORT:-18181}"
 BENCH_VENV="${BENCH_VENV:-$REPO/.venv}"
 OUT="${OUT:-${TMPDIR:-/tmp}/gateway-bench/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
@@ -137,11 +137,13 @@ if [ "$ONLY" != main ]; then
     measure "$name" "$GW" "$key" ns "$CONC" "$GW_PID"
     stop "$GW_PID"
   }
-  variant base "$OUT/main" "$KEY"
-  variant ledger_off "$OUT/main" "$KEY" GATEWAY_BENCH_LEDGER_OFF=1
-  variant keys "$OUT/keys" "$KEYS_KEY"
-  variant routes "$OUT/routes" "$ROUTES_KEY"
-  GATEWAY_ARGS="" variant access_log "$OUT/main" "$KEY"
+  for _ in $(seq "$VROUNDS"); do   # interleaved rounds: the report takes medians, so a burst of load spoils one
+    variant base "$OUT/main" "$KEY"
+    variant ledger_off "$OUT/main" "$KEY" GATEWAY_BENCH_LEDGER_OFF=1
+    variant keys "$OUT/keys" "$KEYS_KEY"
+    variant routes "$OUT/routes" "$ROUTES_KEY"
+    GATEWAY_ARGS="" variant access_log "$OUT/main" "$KEY"
+  done
   variant base "$OUT/main" "$KEY"
 fi
 
