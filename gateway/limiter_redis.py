@@ -59,10 +59,12 @@ class _Pipe:
     """Commands issued while the connection is busy go out together in one pipeline.
 
     At most MAX_SENDS pipelines are in flight; what arrives meanwhile waits for the next, so
-    the busier the process, the more calls share one round trip.
+    the busier the process, the more calls share one round trip. Two measured best under load
+    (c64, one process): four in flight made smaller batches, more syscalls and ~15% fewer
+    requests/s; one stalls every call behind a slow reply.
     """
 
-    MAX_SENDS = 4
+    MAX_SENDS = 2
 
     def __init__(self, client: aioredis.Redis):
         self.client = client
