@@ -1,7 +1,8 @@
 """The Redis limiter: exact limits shared by any number of gateway processes.
 
 One script call per admission and one per settlement (gateway/limiter_lua.py); the calls of
-one loop turn leave together in one pipeline, so under load a round trip carries many. Time,
+one loop turn leave together in one pipeline (gateway/limiter_pipe.py), so under load a round trip
+carries many. Time,
 limits and period starts are sent by the caller, so refusals, `Retry-After` and the rate-limit
 headers come out exactly as the memory limiter's.
 
@@ -28,9 +29,10 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway import limiter_lua as lua
+from gateway.limiter_pipe import Pipe, pack_args
 from gateway.clock import Clock
 from gateway.keys import KeyState
 from gateway.limiter import FactsSource, Limiter, LimiterUnavailable, MemoryLimiter, describe
@@ -53,95 +55,6 @@ class _Script:
     def __init__(self, text: str):
         import hashlib
         self.text, self.sha = text, hashlib.sha1(text.encode()).hexdigest()
-
-
-class _Pipe:
-    """Commands issued while the connection is busy go out together in one pipeline.
-
-    At most MAX_SENDS pipelines are in flight; what arrives meanwhile waits for the next, so
-    the busier the process, the more calls share one round trip. Two measured best under load
-    (c64, one process): four in flight made smaller batches, more syscalls and ~15% fewer
-    requests/s; one stalls every call behind a slow reply.
-    """
-
-    MAX_SENDS = 2
-
-    def __init__(self, client: aioredis.Redis):
-        self.client = client
-        self.queue: list[tuple[bytes, asyncio.Future]] = []
-        self.sends = 0
-        self.scheduled = False
-
-    def call(self, *args: Any) -> asyncio.Future:
-        return self.send(_pack(args))
-
-    def send(self, command: bytes) -> asyncio.Future:
-        """One command already in RESP (see `_pack`); its reply (or error) comes in the future."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.queue.append((command, fut))
-        if not self.scheduled and self.sends < self.MAX_SENDS:
-            self.scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    def _flush(self) -> None:
-        self.scheduled = False
-        if self.queue and self.sends < self.MAX_SENDS:
-            items, self.queue = self.queue, []
-            self.sends += 1
-            asyncio.ensure_future(self._send(items))
-
-    async def _send(self, items: list[tuple[bytes, asyncio.Future]]) -> None:
-        pool = self.client.connection_pool
-        results: list[Any] = []
-        try:
-            conn = await pool.get_connection()
-            try:
-                await conn.send_packed_command(b"".join(command for command, _ in items))
-                for _ in items:
-                    try:
-                        results.append(await conn.read_response())
-                    except ResponseError as exc:     # an error reply: the connection is still in step
-                        results.append(exc)
-            except BaseException:
-                await conn.disconnect()
-                raise
-            finally:
-                await pool.release(conn)
-        except BaseException as exc:  # connection lost, or this task cancelled at shutdown
-            for _, fut in items:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else ConnectionError("cancelled"))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        finally:
-            self.sends -= 1
-            if self.queue and not self.scheduled:
-                self.scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
-        for (_, fut), result in zip(items, results):
-            if fut.done():
-                continue
-            if isinstance(result, Exception):
-                fut.set_exception(result)
-            else:
-                fut.set_result(result)
-
-
-def _pack(args: tuple[Any, ...]) -> bytes:
-    """One command in RESP: redis-py's own packer costs more than the script it sends."""
-    return b"*%d\r\n" % len(args) + _pack_args(args)
-
-
-def _pack_args(args: tuple[Any, ...]) -> bytes:
-    """Arguments without the count, so a command's fixed head and tail can be packed once."""
-    out = []
-    for arg in args:
-        data = arg if arg.__class__ is bytes else str(arg).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 class RedisTicket:
@@ -191,7 +104,7 @@ class RedisLimiter(Limiter):
         self.where = describe(url)
         self.client = aioredis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0,
                                               retry=Retry(NoBackoff(), 0), max_connections=64)
-        self.pipe = _Pipe(self.client)
+        self.pipe = Pipe(self.client)
         self.memory = MemoryLimiter()
         self.epoch: bytes | None = None
         self.healthy = False
@@ -334,8 +247,8 @@ class RedisLimiter(Limiter):
         if heads is None:
             r, t, v, b = self._keys(key_id)
             heads = self._heads[key_id] = (
-                b"*22\r\n" + _pack_args(("EVALSHA", self._admit.sha, 5, r, t, v, b, EPOCH)),     # + 14 ARGV
-                b"*20\r\n" + _pack_args(("EVALSHA", self._settle.sha, 4, t, v, b, EPOCH)))     # + 13 ARGV
+                b"*22\r\n" + pack_args(("EVALSHA", self._admit.sha, 5, r, t, v, b, EPOCH)),     # + 14 ARGV
+                b"*20\r\n" + pack_args(("EVALSHA", self._settle.sha, 4, t, v, b, EPOCH)))     # + 13 ARGV
         return heads
 
     def _usage_keys(self, key_id: str) -> tuple[str, str, str]:
@@ -354,7 +267,7 @@ class RedisLimiter(Limiter):
         worst_s = repr(worst)
         varying = (repr(now), repr(now - SPAN), row.rpm_limit, row.tpm_limit, repr(row.max_budget), prompt, worst_s,
                    row.budget_period, repr(day), repr(month), member, repr(now + LEASE))
-        call = self.pipe.send(self._packed_heads(row.id)[0] + _pack_args(varying) + _ADMIT_TAIL)
+        call = self.pipe.send(self._packed_heads(row.id)[0] + pack_args(varying) + _ADMIT_TAIL)
         try:
             try:
                 result = await asyncio.shield(call)
@@ -417,7 +330,7 @@ class RedisLimiter(Limiter):
         if not self.healthy:
             self.pending.append(((t, v, b, EPOCH), args[:8] + ("1",) + args[9:]))
             return
-        call = self.pipe.send(self._packed_heads(key_id)[1] + _pack_args(args[:12]) + _SETTLE_TAIL)
+        call = self.pipe.send(self._packed_heads(key_id)[1] + pack_args(args[:12]) + _SETTLE_TAIL)
         self._inflight.add(call)
         call.add_done_callback(lambda done: self._settled(done, (t, v, b, EPOCH), args))
 
@@ -489,8 +402,8 @@ class RedisLimiter(Limiter):
         return out
 
 
-_ADMIT_TAIL = _pack_args((WINDOW_TTL_MS, LEASE_TTL_MS))
-_SETTLE_TAIL = _pack_args((WINDOW_TTL_MS,))
+_ADMIT_TAIL = pack_args((WINDOW_TTL_MS, LEASE_TTL_MS))
+_SETTLE_TAIL = pack_args((WINDOW_TTL_MS,))
 
 
 def _left(score: bytes | str, now: float) -> float:
