@@ -1,10 +1,9 @@
 """The Redis limiter: exact limits shared by any number of gateway processes.
 
-One script call per admission and one per settlement (gateway/limiter_lua.py); the calls of
-one loop turn leave together in one pipeline (gateway/limiter_pipe.py), so under load a round trip
-carries many. Time,
-limits and period starts are sent by the caller, so refusals, `Retry-After` and the rate-limit
-headers come out exactly as the memory limiter's.
+One script call per admission and one per settlement (gateway/limiter_lua.py); calls made
+while a round trip is on the wire leave together in the next pipeline (gateway/limiter_pipe.py),
+so under load a round trip carries many. Time, limits and period starts are sent by the caller,
+so refusals, `Retry-After` and the rate-limit headers come out exactly as the memory limiter's.
 
 State with no epoch in Redis (a fresh or restarted Redis) is rebuilt from the ledger first, by
 whichever process gets there first: the rebuild script writes only when the epoch is still
