@@ -11,12 +11,13 @@
 # upstream, Redis), because on a small machine the load generator and the upstream share the
 # cores with the gateway. Then the admission cost alone, memory against Redis (bench/admission.py).
 #
-# Knobs: DUR [8] seconds per run; WARM [2]; CONC [64] wrk connections; WORKERS [2];
+# Knobs: DUR [8] seconds per run; WARM [2]; CONC [128] wrk connections (enough to keep two workers
+#   busy while each request waits for Redis); WORKERS [2];
 #   UP_PORT [18280] GW_PORT [18281] REDIS_PORT [18282]; BENCH_VENV [.venv of the repo]
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
-DUR="${DUR:-8}"; WARM="${WARM:-2}"; CONC="${CONC:-64}"; WORKERS="${WORKERS:-2}"
+DUR="${DUR:-8}"; WARM="${WARM:-2}"; CONC="${CONC:-128}"; WORKERS="${WORKERS:-2}"
 UP_PORT="${UP_PORT:-18280}"; GW_PORT="${GW_PORT:-18281}"; REDIS_PORT="${REDIS_PORT:-18282}"
 BENCH_VENV="${BENCH_VENV:-$REPO/.venv}"
 OUT="${OUT:-${TMPDIR:-/tmp}/gateway-bench-workers/$(date +%Y%m%d-%H%M%S)}"
