@@ -136,6 +136,16 @@ def _content_and_reasoning(d: dict[str, Any]) -> tuple[str | None, str | None]:
     return _text(content), reasoning
 
 
+def _first_choice(choices: Any) -> dict[str, Any] | None:
+    """The choice with index 0 (usually the only one, first in the list)."""
+    if not isinstance(choices, list) or not choices:
+        return None
+    first = choices[0]
+    if isinstance(first, dict) and first.get("index", 0) == 0:
+        return first
+    return next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
+
+
 class StreamDecoder:
     __slots__ = ("done",)
 
@@ -155,18 +165,20 @@ class StreamDecoder:
             raise UpstreamError("upstream sent a malformed stream event")
         if obj.get("error") is not None:
             raise UpstreamError(error_message(obj) or "upstream error")
-        usage = parse_usage(obj.get("usage"))
-        choices = obj.get("choices")
-        choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None) \
-            if isinstance(choices, list) else None
+        # This runs once per streamed event: helpers are called only for fields that are there.
+        usage = obj.get("usage")
+        usage = parse_usage(usage) if usage is not None else None
+        choice = _first_choice(obj.get("choices"))
         if choice is None:
             return [Delta(usage=usage)] if usage else []
         d = choice.get("delta")
         d = d if isinstance(d, dict) else {}
         content, reasoning = _content_and_reasoning(d)
+        refusal, calls, finish = d.get("refusal"), d.get("tool_calls"), choice.get("finish_reason")
         logprobs = choice.get("logprobs")
-        return [Delta(content=content, reasoning=reasoning, refusal=_text(d.get("refusal")),
-                      tool_calls=_tool_calls(d.get("tool_calls")), finish_reason=_finish(choice.get("finish_reason")),
+        return [Delta(content=content, reasoning=reasoning, refusal=refusal if isinstance(refusal, str) else None,
+                      tool_calls=_tool_calls(calls) if calls is not None else None,
+                      finish_reason=_finish(finish) if finish else None,
                       usage=usage, logprobs=logprobs if isinstance(logprobs, dict) else None)]
 
     def finish(self) -> list[Delta]:
