@@ -118,3 +118,18 @@ async def test_reset_mid_stream_leaves_no_stuck_task(gw, upstream):
     await asyncio.sleep(0.1)
     pending = [t for t in asyncio.all_tasks() if "chat_completions" in repr(t.get_coro())]
     assert not pending
+
+
+@pytest.mark.parametrize("reason", [["stop"], {"a": 1}, 7])
+async def test_odd_finish_reason_types_end_as_stop(gw, upstream, reason):
+    import json
+
+    event = {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": reason}]}
+    upstream.queue(Behaviour(sse=b"data: " + json.dumps(event).encode() + b"\n\ndata: [DONE]\n\n"))
+    status, events = await _stream(gw)
+    assert status == 200 and events[-1] == "[DONE]"
+    finishes = [e["choices"][0]["finish_reason"] for e in events[:-1] if e["choices"][0]["finish_reason"]]
+    assert finishes == ["stop"]
+    upstream.queue(Behaviour(json={"choices": [{"index": 0, "message": {"content": "hi"}, "finish_reason": reason}]}))
+    resp = await gw.post(gw.key, {"model": "gpt", "messages": MSG})
+    assert resp.status == 200 and (await resp.json())["choices"][0]["finish_reason"] == "stop"

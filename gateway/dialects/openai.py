@@ -60,7 +60,7 @@ def _finish(reason: Any) -> str | None:
     """OpenAI's four reasons; one an upstream invents (`eos`, `insufficient_system_resource`) ends as `stop`."""
     if not reason:
         return None   # some upstreams send "" on chunks that do not finish
-    return reason if reason in _FINISH_REASONS else "stop"
+    return reason if isinstance(reason, str) and reason in _FINISH_REASONS else "stop"
 
 
 def _text(value: Any) -> str | None:
