@@ -17,7 +17,7 @@ from gateway.appkeys import CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, REQU
 from gateway.attempts import Exchange, attempt_loop
 from gateway.dialects.base import Completion, UpstreamError
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
-from gateway.relay import relay_stream
+from gateway.relay import relay_stream, unreadable
 from gateway.routing import RouteEntry, RoutingTable, TargetEntry
 from gateway.store import utc_iso
 from gateway.tokens import estimate_prompt
@@ -135,6 +135,8 @@ async def _complete(request: web.Request, ex: Exchange, entry: RouteEntry, order
             done = target.dialect.parse_response(data)
         except UpstreamError as exc:
             raise AttemptFailed("protocol", exc.message, retryable=exc.retryable) from None
+        except Exception as exc:  # a dialect tripped on an answer no fixture had: the upstream's fault
+            raise AttemptFailed("protocol", unreadable(exc).message) from None
         router.succeeded(target, clock.monotonic() - began)
         return done
 

@@ -7,6 +7,7 @@ target; after it, the stream ends with one `data: {"error": ...}` event and no
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import Any
 
@@ -22,6 +23,8 @@ from gateway.upstream import AttemptFailed
 from gateway.routing import RouteEntry, TargetEntry
 
 _STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
+
+log = logging.getLogger("gateway.relay")
 
 
 class _EventStream(web.StreamResponse):
@@ -40,6 +43,14 @@ class _Leg:
         self.events = 0   # upstream data events so far (comments are not events)
 
     def process(self, data: bytes) -> bytes:
+        try:
+            return self._process(data)
+        except UpstreamError:
+            raise
+        except Exception as exc:  # a dialect tripped on input no fixture had: the upstream's fault, not a 500
+            raise unreadable(exc) from None
+
+    def _process(self, data: bytes) -> bytes:
         out = []
         push, feed = self.builder.push, self.decoder.feed
         events = self.sse.feed(data)
@@ -57,14 +68,24 @@ class _Leg:
         """Upstream closed: decode what is left; a stream that never said it was done is broken."""
         out = [self.process(b"")] if not self.decoder.done else []
         if not self.decoder.done:
-            for event in self.sse.flush():
-                for delta in self.decoder.feed(event):
+            try:
+                for event in self.sse.flush():
+                    for delta in self.decoder.feed(event):
+                        out.append(self.builder.push(delta))
+                for delta in self.decoder.finish():
                     out.append(self.builder.push(delta))
-            for delta in self.decoder.finish():
-                out.append(self.builder.push(delta))
+            except UpstreamError:
+                raise
+            except Exception as exc:  # as in `process`
+                raise unreadable(exc) from None
         if not self.decoder.done:
             raise UpstreamError("upstream stream ended before it was complete", retryable=True)
         return b"".join(out)
+
+
+def unreadable(exc: Exception) -> UpstreamError:
+    log.warning("a dialect could not read an upstream answer: %s", type(exc).__name__)
+    return UpstreamError("upstream sent an answer the gateway could not read")
 
 
 async def _next(leg: _Leg, timeout: float, on_silence=None, every: float = 0.0) -> tuple[bytes, bool]:

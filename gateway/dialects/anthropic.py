@@ -209,21 +209,37 @@ def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------- response
 
+def _obj(value: Any) -> dict[str, Any]:
+    """Hostile or broken upstreams send any JSON type anywhere: what is not an object reads as empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def parse_response(data: dict[str, Any]) -> Completion:
+    if not isinstance(data, dict):
+        raise UpstreamError("upstream answered with something that is not a message")
     texts: list[str] = []
     thoughts: list[str] = []
     signature = None
     tool_calls: list[dict[str, Any]] = []
-    for block in data.get("content") or []:
+    content = data.get("content")
+    for block in map(_obj, content if isinstance(content, list) else ()):
         kind = block.get("type")
         if kind == "text":
-            texts.append(block.get("text", ""))
+            texts.append(_str(block.get("text")) or "")
         elif kind == "thinking":
-            thoughts.append(block.get("thinking", ""))
-            signature = block.get("signature") or signature
+            thoughts.append(_str(block.get("thinking")) or "")
+            signature = _str(block.get("signature")) or signature
         elif kind == "tool_use":
-            tool_calls.append({"id": block.get("id"), "type": "function",
-                               "function": {"name": block.get("name"),
+            tool_calls.append({"id": _str(block.get("id")), "type": "function",
+                               "function": {"name": _str(block.get("name")),
                                             "arguments": _dumps(block.get("input") or {})}})
     usage = data.get("usage")
     return Completion(
@@ -236,16 +252,17 @@ def parse_response(data: dict[str, Any]) -> Completion:
     )
 
 
-def _finish_reason(stop_reason: str | None) -> str:
-    return FINISH_REASONS.get(stop_reason or "", "stop")
+def _finish_reason(stop_reason: Any) -> str:
+    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
 def _usage(u: dict[str, Any]) -> Usage:
     """All input kinds (fresh, cache writes, cache reads) are billed prompt."""
-    prompt = sum(u.get(k) or 0 for k in ("input_tokens", "cache_creation_input_tokens",
-                                         "cache_read_input_tokens"))
-    return Usage(prompt_tokens=prompt, completion_tokens=u.get("output_tokens") or 0,
-                 cached_tokens=u.get("cache_read_input_tokens"))
+    prompt = sum(_int(u.get(k)) for k in ("input_tokens", "cache_creation_input_tokens",
+                                          "cache_read_input_tokens"))
+    cached = u.get("cache_read_input_tokens")
+    return Usage(prompt_tokens=prompt, completion_tokens=_int(u.get("output_tokens")),
+                 cached_tokens=None if cached is None else _int(cached))
 
 
 def _dumps(value: Any) -> str:
@@ -313,34 +330,36 @@ class AnthropicStreamDecoder:
         return []
 
     def _on_message_start(self, data: dict[str, Any]) -> list[Delta]:
-        self._usage.update((data.get("message") or {}).get("usage") or {})
+        self._usage.update(_obj(_obj(data.get("message")).get("usage")))
         return []
 
     def _on_content_block_start(self, data: dict[str, Any]) -> list[Delta]:
-        block = data.get("content_block") or {}
+        block = _obj(data.get("content_block"))
         kind = block.get("type")
-        if kind == "text" and block.get("text"):
+        if kind == "text" and _str(block.get("text")):
             return [Delta(content=block["text"])]
-        if kind == "thinking" and block.get("thinking"):
+        if kind == "thinking" and _str(block.get("thinking")):
             return [Delta(reasoning=block["thinking"])]
         if kind == "tool_use":
             ordinal = len(self._tool_index)
-            self._tool_index[data.get("index", ordinal)] = ordinal
-            return [Delta(tool_calls=[{"index": ordinal, "id": block.get("id"), "type": "function",
-                                       "function": {"name": block.get("name"), "arguments": ""}}])]
+            index = data.get("index")
+            self._tool_index[index if isinstance(index, int) else ordinal] = ordinal
+            return [Delta(tool_calls=[{"index": ordinal, "id": _str(block.get("id")), "type": "function",
+                                       "function": {"name": _str(block.get("name")), "arguments": ""}}])]
         return []
 
     def _on_content_block_delta(self, data: dict[str, Any]) -> list[Delta]:
-        delta = data.get("delta") or {}
+        delta = _obj(data.get("delta"))
         kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
+        if kind == "text_delta" and _str(delta.get("text")):
             return [Delta(content=delta["text"])]
-        if kind == "thinking_delta" and delta.get("thinking"):
+        if kind == "thinking_delta" and _str(delta.get("thinking")):
             return [Delta(reasoning=delta["thinking"])]
-        if kind == "signature_delta" and delta.get("signature"):
+        if kind == "signature_delta" and _str(delta.get("signature")):
             return [Delta(signature=delta["signature"])]
-        if kind == "input_json_delta" and delta.get("partial_json"):
-            ordinal = self._tool_index.get(data.get("index"))
+        if kind == "input_json_delta" and _str(delta.get("partial_json")):
+            index = data.get("index")
+            ordinal = self._tool_index.get(index) if isinstance(index, int) else None
             if ordinal is not None:
                 return [Delta(tool_calls=[{"index": ordinal,
                                            "function": {"arguments": delta["partial_json"]}}])]
@@ -348,8 +367,8 @@ class AnthropicStreamDecoder:
 
     def _on_message_delta(self, data: dict[str, Any]) -> list[Delta]:
         """Usage here is cumulative, so it replaces what message_start said."""
-        self._usage.update(data.get("usage") or {})
-        stop_reason = (data.get("delta") or {}).get("stop_reason")
+        self._usage.update(_obj(data.get("usage")))
+        stop_reason = _obj(data.get("delta")).get("stop_reason")
         if stop_reason and not self._finished:
             self._finished = True
             return [Delta(finish_reason=_finish_reason(stop_reason))]
@@ -366,7 +385,7 @@ class AnthropicStreamDecoder:
         return out
 
     def _on_error(self, data: dict[str, Any]) -> list[Delta]:
-        kind = (data.get("error") or {}).get("type")
+        kind = _obj(data.get("error")).get("type")
         message = error_message(data) or "upstream stream error"
         if kind == "overloaded_error":
             raise UpstreamError(message, status=529, retryable=True)

@@ -1,0 +1,71 @@
+"""Hostile upstream events, fuzzed: a dialect either reads an event or says it cannot (UpstreamError).
+
+The relay turns anything else into an error event too, but a dialect that raises
+TypeError on odd input has a bug worth knowing about, so this holds them to it.
+"""
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.dialects import anthropic, openai
+from gateway.dialects.base import SSEEvent, UpstreamError
+from gateway.transform import ChunkBuilder
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=8))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                      max_leaves=10)
+delta = st.fixed_dictionaries({}, optional={k: values for k in (
+    "role", "content", "reasoning_content", "reasoning", "refusal", "tool_calls")})
+openai_events = st.lists(st.one_of(
+    values,
+    st.fixed_dictionaries({"choices": st.lists(st.fixed_dictionaries(
+        {"index": st.one_of(st.just(0), values), "delta": st.one_of(delta, values)},
+        optional={"finish_reason": values, "logprobs": values}), max_size=2)},
+        optional={"usage": st.one_of(values, st.fixed_dictionaries({}, optional={
+            "prompt_tokens": values, "completion_tokens": values, "completion_tokens_details": values}))}),
+), max_size=6)
+anthropic_types = st.sampled_from(["message_start", "content_block_start", "content_block_delta",
+                                   "content_block_stop", "message_delta", "message_stop", "ping", "error"])
+anthropic_events = st.lists(st.tuples(anthropic_types, st.fixed_dictionaries({}, optional={
+    "index": values, "message": values, "content_block": values, "delta": values, "usage": values,
+    "error": values})), max_size=6)
+
+
+def _run(dialect, events) -> None:
+    decoder = dialect.stream_decoder()
+    builder = ChunkBuilder("id", 1, "m", True, 3)
+    try:
+        for event in events:
+            for d in decoder.feed(event):
+                builder.push(d)
+        for d in decoder.finish():
+            builder.push(d)
+        builder.finish()
+    except UpstreamError:
+        pass
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(openai_events)
+def test_openai_decoder_never_trips(events):
+    _run(openai, [SSEEvent(json.dumps(e)) for e in events])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(anthropic_events)
+def test_anthropic_decoder_never_trips(events):
+    _run(anthropic, [SSEEvent(json.dumps({"type": kind, **body}), kind) for kind, body in events])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(values)
+def test_whole_answers_never_trip(data):
+    for dialect in (openai, anthropic):
+        try:
+            dialect.parse_response(data)
+        except UpstreamError:
+            pass
