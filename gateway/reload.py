@@ -64,12 +64,19 @@ async def _watch_config(app: web.Application) -> None:
 
 async def _watch_keys(app: web.Application) -> None:
     keys, store, interval = app[KEYS], app[STORE], app[OPTIONS].key_poll_interval
+    failing = False
     while True:
         await asyncio.sleep(interval)
         try:
             await keys.refresh(store)
-        except Exception as exc:  # sqlite errors: try again next tick
-            log.warning("key refresh failed: %s", exc)
+        except Exception as exc:  # database errors: try again next tick, say so once
+            if not failing:
+                log.warning("key refresh failed, retrying every %gs: %s", interval, exc)
+            failing = True
+            continue
+        if failing:
+            log.warning("key refresh recovered")
+            failing = False
 
 
 async def watchers_ctx(app: web.Application):
