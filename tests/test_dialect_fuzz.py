@@ -14,7 +14,8 @@ from gateway.dialects import anthropic, openai
 from gateway.dialects.base import SSEEvent, UpstreamError
 from gateway.transform import ChunkBuilder
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=8))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.integers(-2 ** 63, 2 ** 64 - 1),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=8), inner, max_size=3)),
                       max_leaves=10)
@@ -69,3 +70,13 @@ def test_whole_answers_never_trip(data):
             dialect.parse_response(data)
         except UpstreamError:
             pass
+
+
+def test_absurd_usage_counts_are_ignored():
+    for value in (1.8446744073709552e19, 2 ** 63, -5, 1e300):
+        events = [SSEEvent(json.dumps({"choices": [], "usage": {"prompt_tokens": value, "completion_tokens": 3}}))]
+        decoder, builder = openai.stream_decoder(), ChunkBuilder("id", 1, "m", True, 3)
+        for event in events:
+            for d in decoder.feed(event):
+                builder.push(d)
+        assert b'"prompt_tokens":0' in builder.finish()

@@ -219,7 +219,9 @@ def _str(value: Any) -> str | None:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """A token count, or 0 for anything that cannot be one (wrong type, negative, absurdly large)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 40
+    return value if ok else 0
 
 
 def parse_response(data: dict[str, Any]) -> Completion:

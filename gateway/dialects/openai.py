@@ -42,8 +42,13 @@ def build_request(body: dict[str, Any], target: TargetView, stream: bool) -> Ups
     return UpstreamRequest(f"{(target.base_url or '').rstrip('/')}/chat/completions", headers, payload)
 
 
+MAX_TOKENS_COUNT = 2 ** 40   # beyond any real answer: a larger count is garbage, not usage
+
+
 def _count(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < MAX_TOKENS_COUNT:
+        return None
+    return int(value)
 
 
 def parse_usage(raw: Any) -> Usage | None:
