@@ -15,8 +15,6 @@ _NAME = re.compile(r"^(\d{4})_[\w\-]+\.sql$")
 _FOLDERS = {"sqlite": (), "postgres": ("postgres",)}
 # pg_advisory_xact_lock key: processes starting at once against one PostgreSQL migrate one at a time
 _PG_LOCK = 0x6C6C6D677764   # "llmgwd"
-_PG_BOOKKEEPING = ("CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL "
-                   "DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))")
 
 
 def migration_files(dialect: str = "sqlite") -> list[tuple[str, str]]:
@@ -26,11 +24,13 @@ def migration_files(dialect: str = "sqlite") -> list[tuple[str, str]]:
 
 
 async def apply_migrations(db: aiosqlite.Connection) -> list[str]:
-    await db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at TEXT NOT NULL "
-                     "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))")
-    await db.commit()
-    async with db.execute("SELECT version FROM schema_migrations") as cur:
-        done = {row[0] async for row in cur}
+    """The bookkeeping table itself comes from `0000_schema_migrations.sql`, the first file."""
+    async with db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'") as cur:
+        exists = await cur.fetchone() is not None
+    done: set[str] = set()
+    if exists:
+        async with db.execute("SELECT version FROM schema_migrations") as cur:
+            done = {row[0] async for row in cur}
     applied = []
     for name, sql in migration_files():
         if name in done:
@@ -52,14 +52,12 @@ async def apply_migrations(db: aiosqlite.Connection) -> list[str]:
 async def apply_postgres_migrations(conn: Any) -> list[str]:
     """On an asyncpg connection. A file runs whole (functions with `$$` bodies need no splitting);
     DDL is transactional there, so a failed file leaves nothing behind."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _PG_LOCK)
-        await conn.execute(_PG_BOOKKEEPING)
     applied = []
     for name, sql in migration_files("postgres"):
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _PG_LOCK)
-            if await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", name):
+            if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL") and \
+                    await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", name):
                 continue   # done before, or by a process that held the lock first
             await conn.execute(sql)
             await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", name)
