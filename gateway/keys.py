@@ -23,6 +23,13 @@ PREFIX_LEN = 10
 PERIODS = ("never", "daily", "monthly")
 
 
+def bearer_token(authorization: str | None) -> str:
+    """The credential of `Authorization: Bearer ...`; the scheme name is case-insensitive (RFC 9110)."""
+    if not authorization or authorization[:7].lower() != "bearer ":
+        return ""
+    return authorization[7:].strip()
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
@@ -51,9 +58,10 @@ class KeyRegistry:
         self.db_version: Hashable = None
 
     def authenticate(self, authorization: str | None) -> KeyState:
-        if not authorization or not authorization.startswith("Bearer "):
+        token = bearer_token(authorization)
+        if not token:
             raise AuthError("Missing API key: send 'Authorization: Bearer sk-...'.")
-        state = self.by_hash.get(hash_secret(authorization[7:].strip()))
+        state = self.by_hash.get(hash_secret(token))
         if state is None:
             raise AuthError("Invalid API key.")
         if state.row.revoked_at is not None:

@@ -163,3 +163,14 @@ async def test_the_sdk_raises_its_own_errors(gateway, key):
     with pytest.raises(openai.PermissionDeniedError) as err:
         await gateway.sdk(restricted).chat.completions.create(model="gpt", messages=MSG)
     assert err.value.code == "model_not_allowed"
+
+
+async def test_bearer_scheme_is_case_insensitive(gateway, key):
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        resp = await gateway.http.post(f"{gateway.base_url}/chat/completions",
+                                       json={"model": "demo", "messages": [{"role": "user", "content": "x"}]},
+                                       headers={"Authorization": f"{scheme} {key}"})
+        assert resp.status == 200, scheme
+    resp = await gateway.http.post(f"{gateway.base_url}/chat/completions", json={"model": "demo", "messages": []},
+                                   headers={"Authorization": f"Basic {key}"})
+    assert resp.status == 401
