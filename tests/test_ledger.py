@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import sqlite3
 import time
@@ -209,10 +208,11 @@ async def test_windows_and_spend_survive_a_restart(aiohttp_server, tmp_path, db_
     assert (await pg_query(db, count) if is_postgres_url(str(db)) else query(db, count)) == [{"n": 12}]
 
 
-def readme_sql() -> list[str]:
+def readme_sql(heading: str = "## Keys, limits and spend") -> list[str]:
+    """The SQL statements of one README section, comments dropped (also used for the psql section)."""
     text = README.read_text()
-    start = text.find("\n## Keys, limits and spend")
-    assert start >= 0, "README has no 'Keys, limits and spend' section"
+    start = text.find("\n" + heading)
+    assert start >= 0, f"README has no {heading!r} section"
     end = text.find("\n## ", start + 1)
     section = text[start:end if end > 0 else len(text)]
     blocks = re.findall(r"```sql\n(.*?)```", section, re.S)

@@ -5,7 +5,6 @@ import asyncio
 import json
 
 import aiohttp
-import pytest
 
 from tests.procs import GatewayProcess
 

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -25,6 +24,7 @@ from gateway.cli import main
 from gateway.clock import ManualClock
 from gateway.config import parse_config
 from tests.conftest import MASTER, check_error
+from tests.test_ledger import readme_sql
 from tests.pg import query
 from tests.procs import free_port
 
@@ -37,7 +37,6 @@ routes:
   demo:
     targets: [{provider: demo, model: chat, price: {input: 1.0, output: 1.0}}]
 """
-README = Path(__file__).parent.parent / "README.md"
 
 
 @pytest.fixture
@@ -159,20 +158,9 @@ async def test_serve_without_its_database_exits_with_one_line(tmp_path):
     assert "hunter2secret" not in out.stderr + out.stdout and "Traceback" not in out.stderr
 
 
-def readme_psql() -> list[str]:
-    text = README.read_text()
-    start = text.find("\n### PostgreSQL ledger")
-    assert start >= 0, "README has no 'PostgreSQL ledger' section"
-    end = text.find("\n## ", start + 1)
-    section = text[start:end if end > 0 else len(text)]
-    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
-    code = "\n".join(line for block in blocks for line in block.splitlines() if not line.strip().startswith("--"))
-    return [q.strip() for q in code.split(";") if q.strip()]
-
-
 @pytest.mark.skipif(shutil.which("psql") is None, reason="NO psql CLIENT: the README's psql queries were not run")
 async def test_the_readme_psql_queries_run_in_psql_on_a_real_ledger(start_gateway):
-    statements = readme_psql()
+    statements = readme_sql("### PostgreSQL ledger")
     assert len(statements) >= 3
     clock = ManualClock(time.time() - 60)                 # today and this month, unless run in a day's first minute
     gw = await start_gateway(ROUTES, clock=clock)
