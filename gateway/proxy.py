@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway import logs, protocol
 from gateway.appkeys import CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, REQUEST_ID, ROUTER, TABLE, UPSTREAM
 from gateway.attempts import Exchange, attempt_loop
+from gateway.body import read_body
 from gateway.dialects.base import Completion, UpstreamError
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from gateway.relay import relay_stream, unreadable
@@ -23,31 +24,6 @@ from gateway.store import utc_iso
 from gateway.tokens import estimate_prompt
 from gateway.transform import completion_body
 from gateway.upstream import AttemptFailed
-
-async def read_body(request: web.Request, limit: int, timeout: float) -> dict[str, Any]:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413, code="request_too_large")
-    content = request.content
-    data = bytearray(content.read_nowait())   # usually the whole body is here already: then no timer
-    if not content.at_eof():
-        try:
-            async with asyncio.timeout(timeout):
-                while len(data) <= limit and (chunk := await content.readany()):
-                    data += chunk
-        except TimeoutError:
-            raise GatewayError(f"The request body did not arrive within {timeout:g}s.", status=408,
-                               code="request_timeout") from None
-    if len(data) > limit:
-        raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413, code="request_too_large")
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    return body
-
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     app = request.app
