@@ -8,8 +8,10 @@ from gateway.tokens import _TOKEN, count_text, estimate_prompt
 
 
 def reference(text: str) -> int:
-    """The rule as the module's regex states it (words, numbers, single marks, CJK characters)."""
-    return len(_TOKEN.findall(text))
+    """The rule as the module states it: per run of non-space characters, its words (the regex: words,
+    numbers, single marks, CJK characters) or a quarter of its UTF-8 bytes, whichever is larger."""
+    return sum(max(len(_TOKEN.findall(run)), len(run.encode("utf-8", "surrogatepass")) // 4)
+               for run in text.split())
 
 
 CASES = ["", " ", "Say hello", "hello, world!", "  x  ", "a_b-c", "x\x1cy\x1fz", "tab\tnew\nline\rcr\x0bvt\x0cff",
@@ -32,6 +34,19 @@ def test_every_ascii_character_counts_as_the_regex_does():
 @given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60) | st.text(max_size=60))
 def test_any_text_counts_as_the_regex_does(text):
     assert count_text(text) == reference(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=["Zs", "Cc"]), min_size=1), max_size=8))
+def test_no_run_of_text_counts_under_a_token_per_4_bytes(runs):
+    text = " ".join(runs)
+    assert count_text(text) >= sum(len(r.encode("utf-8", "surrogatepass")) // 4 for r in text.split())
+
+
+def test_a_100kb_blob_without_spaces_is_about_25000_tokens():
+    blob = "9f" * 50_000
+    assert count_text(blob) == 25_000
+    assert estimate_prompt({"messages": [{"role": "user", "content": blob}]}) >= 25_000
 
 
 def test_prompt_estimate_adds_framing_per_message():
