@@ -8,6 +8,12 @@ callers never write the same rows twice. While the database refuses writes
 (SQLite locked or its disk full; PostgreSQL down, restarting or unreachable)
 rows wait in a bounded buffer and are retried every second; only past the
 bound are they dropped, counted (`gateway_ledger_dropped_rows_total`) and logged.
+
+A batch the database refuses for what it holds (`RowRefused`: a value, a
+constraint) is split in halves down to the row at fault, so the others land;
+that row gets one stricter repair, and if it is still refused it is set aside:
+counted (`gateway_ledger_rejected_rows_total`) and logged by request id, never
+retried, so it cannot block the rows behind it.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import asyncio
 import logging
 from typing import Any
 
-from gateway.store import Store
+from gateway.store import RowRefused, Store
 
 log = logging.getLogger("gateway.ledger")
 
@@ -27,6 +33,7 @@ class LedgerWriter:
         self.batch = batch
         self.max_buffer = max_buffer
         self.dropped = 0
+        self.rejected = 0
         self.written = 0
         self._rows: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
@@ -69,19 +76,43 @@ class LedgerWriter:
 
     async def _write_all(self) -> None:
         while self._rows:
-            rows = self._rows[: self.batch]
             try:
-                await self.store.insert_rows(rows)
+                await self._write_head(self._rows[: self.batch])
             except Exception as exc:  # sqlite3 errors (locked, disk full, I/O); DatabaseUnavailable (PostgreSQL)
                 if not self._failing:
                     log.error("ledger write failed, %d rows kept for retry: %s", len(self._rows), exc)
                 self._failing = True
                 return
-            del self._rows[: len(rows)]
-            self.written += len(rows)
             if self._failing:
                 log.warning("ledger writes recovered")
                 self._failing = False
+
+    async def _write_head(self, rows: list[dict[str, Any]]) -> None:
+        """Write `rows`, the head of the buffer, and take each off it once written or set aside."""
+        try:
+            await self.store.insert_rows(rows)
+        except RowRefused as exc:
+            if len(rows) > 1:
+                half = len(rows) // 2
+                await self._write_head(rows[:half])
+                await self._write_head(rows[half:])
+                return
+            await self._last_try(rows[0], exc)
+        else:
+            self.written += len(rows)
+        del self._rows[: len(rows)]
+
+    async def _last_try(self, row: dict[str, Any], refused: RowRefused) -> None:
+        try:
+            await self.store.insert_rows([row], strict=True)
+        except RowRefused:
+            self.rejected += 1
+            log.error("ledger row set aside, the database refuses it (%s): request_id=%.64s key_id=%.64s; "
+                      "%d set aside so far", refused, row.get("request_id"), row.get("key_id"), self.rejected)
+        else:
+            self.written += 1
+            log.warning("ledger row repaired after the database refused it (%s): request_id=%.64s",
+                        refused, row.get("request_id"))
 
     async def close(self) -> None:
         """Stop the background task between batches, then write what is left (retrying ~5 s)."""

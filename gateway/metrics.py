@@ -44,6 +44,8 @@ class _Live:
                                     value=ledger.depth)
             yield CounterMetricFamily("gateway_ledger_dropped_rows", "Ledger rows lost past the buffer bound",
                                       value=ledger.dropped)
+            yield CounterMetricFamily("gateway_ledger_rejected_rows", "Ledger rows the database refused even "
+                                      "after repair, set aside", value=ledger.rejected)
             yield CounterMetricFamily("gateway_ledger_written_rows", "Ledger rows written", value=ledger.written)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import abc
 import json
+import math
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +35,84 @@ _SPEND_GROUPS = {
     "day": ("substr(r.created_at, 1, 10) AS day", "substr(r.created_at, 1, 10)", ""),
 }
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+TEXT_BOUND = 256           # any text column of a ledger row
+CODE_BOUND = 64            # error_code: a short code, SPEC section 9
+_INT_MIN, _INT_MAX = -2**31, 2**31 - 1      # INTEGER in PostgreSQL; SQLite holds it too
+_CODE = re.compile(r"[a-z0-9_.\-]{1,64}")
+_NOT_CODE = re.compile(r"[^a-z0-9_.\-]+")
+_FLOAT_COLUMNS = frozenset({"cost_usd", "latency_ms", "ttft_ms"})
+_TEXT_COLUMNS = frozenset({"request_id", "key_id", "created_at", "route", "provider", "upstream_model", "status",
+                           "error_code", "usage_source"})
+_NOT_NULL = {"stream": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "attempts": 0,
+             "cost_usd": 0.0}
+_CHOICES = {"status": ("ok", "error", "cancelled", "rejected"), "usage_source": ("upstream", "estimated")}
+_KINDS = tuple((c, str if c in _TEXT_COLUMNS else float if c in _FLOAT_COLUMNS else int) for c in LEDGER_COLUMNS)
+
+
+class RowRefused(Exception):
+    """The database refused a value or a constraint of a ledger batch: the same rows would be refused again.
+
+    Unlike `DatabaseUnavailable` (keep the rows, retry later), the ledger writer splits such a batch
+    down to the row at fault and sets that row aside, so it never blocks the rows behind it.
+    """
+
+
+def ledger_values(row: dict[str, Any], strict: bool = False) -> list[Any]:
+    """A ledger row as both stores write it, in LEDGER_COLUMNS order, repaired so that neither refuses it.
+
+    Text loses NUL characters and lone surrogates and is clipped to TEXT_BOUND characters (`error_code`
+    to a CODE_BOUND code); whole numbers fit PostgreSQL's INTEGER; floats are finite; NOT NULL numbers
+    default to 0. One function for both stores, so SQLite and PostgreSQL hold the same row. `strict` is
+    the last try for a row the database still refused: ASCII text, and a valid `status`/`usage_source`.
+    """
+    out = []
+    for column, kind in _KINDS:
+        v = row.get(column)
+        if v is None:
+            v = _NOT_NULL.get(column)
+        elif kind is str:
+            if v.__class__ is not str or len(v) > TEXT_BOUND or "\x00" in v or not v.isascii() or strict:
+                v = _text(v, strict)
+            if column == "error_code" and not _CODE.fullmatch(v):
+                v = _NOT_CODE.sub("_", v.lower()).strip("_")[:CODE_BOUND] or None
+        elif kind is int:
+            if v.__class__ is not int or not _INT_MIN <= v <= _INT_MAX:
+                v = _whole(v, _NOT_NULL.get(column))
+        elif v.__class__ is not float or not math.isfinite(v):
+            v = _finite(v, _NOT_NULL.get(column))
+        if strict and column in _CHOICES and v not in _CHOICES[column]:
+            v = "error" if column == "status" else None
+        out.append(v)
+    return out
+
+
+def _text(value: Any, strict: bool) -> str:
+    text = value if isinstance(value, str) else str(value)
+    text = text[:TEXT_BOUND].replace("\x00", "")
+    if strict:
+        return text.encode("ascii", "replace").decode()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:          # a lone surrogate: neither orjson nor PostgreSQL takes it
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _whole(value: Any, default: int | None) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return min(max(number, _INT_MIN), _INT_MAX)
+
+
+def _finite(value: Any, default: float | None) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return number if math.isfinite(number) else default
 
 
 def utc_iso(ts: float) -> str:
@@ -158,8 +238,13 @@ class Store(abc.ABC):
 
     # -- ledger ------------------------------------------------------------
     @abc.abstractmethod
-    async def insert_rows(self, rows: list[dict[str, Any]]) -> None:
-        """One transaction per batch: a batch is written whole or not at all."""
+    async def insert_rows(self, rows: list[dict[str, Any]], strict: bool = False) -> None:
+        """One transaction per batch: a batch is written whole or not at all.
+
+        Each row goes through `ledger_values(row, strict)`; a value or a constraint the database still
+        refuses raises `RowRefused`; a database that does not answer, `DatabaseUnavailable` (PostgreSQL)
+        or sqlite3's error (locked, disk full, I/O).
+        """
 
     @abc.abstractmethod
     async def recent_admissions(self, since: str) -> list[tuple[str, str, int]]:

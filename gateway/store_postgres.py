@@ -17,8 +17,8 @@ from typing import Any, AsyncIterator
 import asyncpg
 
 from gateway.migrate import apply_postgres_migrations
-from gateway.store import (KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, Store, key_changes, key_values,
-                           redact_url, spend_sql)
+from gateway.store import (KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, RowRefused, Store, key_changes,
+                           key_values, ledger_values, redact_url, spend_sql)
 
 POOL_MIN, POOL_MAX = 1, 4
 CONNECT_TIMEOUT = 5.0      # a server that is away must not hold a request to /health or a ledger batch for long
@@ -27,30 +27,21 @@ ACQUIRE_TIMEOUT = 10.0
 _UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                 asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError)
 _KEYS = ", ".join(KEY_COLUMNS)
-_INTS = {"stream", "http_status", "prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens", "attempts"}
-_FLOATS = {"cost_usd", "latency_ms", "ttft_ms"}
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-# COPY's binary format is strict about types (an int where a float8 goes is fine, 12.0 for an int4 is not):
-# numbers are coerced so that no row can poison a batch that would then be retried forever.
-_CONVERT = tuple(_int if c in _INTS else _float if c in _FLOATS else None for c in LEDGER_COLUMNS)
-
-
-def _record(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(v if f is None else f(v) for f, v in zip(_CONVERT, map(row.get, LEDGER_COLUMNS)))
+# A row-level refusal: a value (class 22: a NUL, an untranslatable character, a number out of range, also
+# asyncpg's own encoding check, a ValueError) or a constraint (class 23). Caught before _UNAVAILABLE, which
+# holds asyncpg.InterfaceError, the base of that client-side DataError.
+_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, TypeError)
 
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _refusal(exc: BaseException) -> str:
+    """The kind of refusal and its SQLSTATE, never the message: that may quote the refused value."""
+    state = getattr(exc, "sqlstate", None)
+    return f"{type(exc).__name__} ({state})" if state else type(exc).__name__
 
 
 class PostgresStore(Store):
@@ -127,10 +118,13 @@ class PostgresStore(Store):
         return KeyRow.from_row(row) if row else None
 
     # -- ledger ------------------------------------------------------------
-    async def insert_rows(self, rows: list[dict[str, Any]]) -> None:
-        records = [_record(r) for r in rows]
+    async def insert_rows(self, rows: list[dict[str, Any]], strict: bool = False) -> None:
+        records = [ledger_values(r, strict) for r in rows]
         async with self._conn() as conn:
-            await conn.copy_records_to_table("requests", records=records, columns=LEDGER_COLUMNS)
+            try:
+                await conn.copy_records_to_table("requests", records=records, columns=LEDGER_COLUMNS)
+            except _REFUSED as exc:
+                raise RowRefused(_refusal(exc)) from None
 
     async def recent_admissions(self, since: str) -> list[tuple[str, str, int]]:
         async with self._conn() as conn:

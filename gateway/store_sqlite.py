@@ -15,13 +15,17 @@ import aiosqlite
 import orjson
 
 from gateway.migrate import apply_migrations
-from gateway.store import KEY_COLUMNS, LEDGER_COLUMNS, KeyRow, Store, key_changes, key_values, spend_sql
+from gateway.store import (KEY_COLUMNS, LEDGER_COLUMNS, KeyRow, RowRefused, Store, key_changes, key_values,
+                           ledger_values, spend_sql)
 
 # A whole batch travels as one JSON parameter of one statement: executemany would hand the GIL
 # back and forth once per row, and under load the writer thread then starves for seconds.
 _INSERT_LEDGER = (f"INSERT INTO requests ({', '.join(LEDGER_COLUMNS)}) SELECT "
                   + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(LEDGER_COLUMNS)))
                   + " FROM json_each(?)")
+
+
+_REFUSED = (sqlite3.IntegrityError, sqlite3.DataError)
 
 
 class SqliteStore(Store):
@@ -88,16 +92,21 @@ class SqliteStore(Store):
         return await self.get_key(key_id)
 
     # -- ledger ------------------------------------------------------------
-    async def insert_rows(self, rows: list[dict[str, Any]]) -> None:
-        batch = orjson.dumps([[r.get(c) for c in LEDGER_COLUMNS] for r in rows]).decode()
+    async def insert_rows(self, rows: list[dict[str, Any]], strict: bool = False) -> None:
+        try:
+            batch = orjson.dumps([ledger_values(r, strict) for r in rows]).decode()
+        except orjson.JSONEncodeError as exc:
+            raise RowRefused(type(exc).__name__) from None
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 await self.db.execute(_INSERT_LEDGER, (batch,))
                 await self.db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 await self.db.execute("ROLLBACK")
-                raise
+                if isinstance(exc, _REFUSED):   # a CHECK, NOT NULL or foreign key; a value too big
+                    raise RowRefused(f"{type(exc).__name__} ({exc.sqlite_errorname})") from None
+                raise                           # locked, disk full, I/O: the writer keeps the rows
 
     async def recent_admissions(self, since: str) -> list[tuple[str, str, int]]:
         async with self.db.execute("SELECT key_id, created_at, total_tokens FROM requests "
