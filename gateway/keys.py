@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Hashable
@@ -21,6 +22,7 @@ from gateway.store import KeyRow, Store, new_key_id, new_secret, utc_iso
 
 PREFIX_LEN = 10
 PERIODS = ("never", "daily", "monthly")
+NAME_MAX = 200
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -157,13 +159,28 @@ def check_limits(limits: KeyLimits, caps: Any) -> None:
         raise InvalidRequest("'models' must be an array of model names.", param="models", code="invalid_type")
 
 
-async def create_key(store: Store, name: str, limits: KeyLimits, caps: Any, now: float) -> tuple[KeyRow, str]:
+def check_name(name: Any) -> str:
+    """A key's name, trimmed: at most NAME_MAX characters, none of them a control character; else a 400.
+
+    Control characters (a NUL, a newline, a terminal escape) and lone surrogates are refused: a database
+    may refuse them (PostgreSQL takes no NUL), and they would reach terminals and tables verbatim.
+    """
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("'name' is required.", param="name", code="missing_required_parameter")
+    name = name.strip()
+    if len(name) > NAME_MAX:
+        raise InvalidRequest(f"'name' is longer than {NAME_MAX} characters.", param="name")
+    if not name.isprintable() and any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        raise InvalidRequest("'name' must not contain control characters.", param="name")
+    return name
+
+
+async def create_key(store: Store, name: str, limits: KeyLimits, caps: Any, now: float) -> tuple[KeyRow, str]:
+    name = check_name(name)
     check_limits(limits, caps)
     secret = new_secret()
     row = await store.create_key(
-        key_id=new_key_id(), name=name.strip(), key_prefix=secret[:PREFIX_LEN], key_hash=hash_secret(secret),
+        key_id=new_key_id(), name=name, key_prefix=secret[:PREFIX_LEN], key_hash=hash_secret(secret),
         rpm=limits.rpm if limits.rpm is not None else caps.default_rpm,
         tpm=limits.tpm if limits.tpm is not None else caps.default_tpm,
         budget=limits.budget if limits.budget is not None else caps.default_budget,

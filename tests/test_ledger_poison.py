@@ -1,9 +1,10 @@
-"""Poisoned values never stop the ledger (SPEC section 9).
+"""Poisoned values never stop the ledger (SPEC section 9), and never reach the database through a key name.
 
 A NUL, a lone surrogate, an over-long string or an absurd number in a ledger row is repaired the same
 way for SQLite and PostgreSQL; a row the database still refuses (a key deleted by hand under a running
 gateway) is set aside, counted in `gateway_ledger_rejected_rows_total` and logged, and the rows behind
-it land.
+it land. Key names with control characters or of absurd length are a 400 (admin API) or a one-line
+error (CLI) on both stores.
 """
 from __future__ import annotations
 
@@ -13,18 +14,21 @@ import re
 import sqlite3
 
 import asyncpg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.cli import main
 from gateway.keys import hash_secret
 from gateway.ledger import LedgerWriter
 from gateway.store import LEDGER_COLUMNS, Store, is_postgres_url
-from tests.conftest import BOTH_DBS
+from tests.conftest import BOTH_DBS, MASTER, check_error
 from tests.fakes import Behaviour
 from tests.pg import query as pg_query
 
 HI = [{"role": "user", "content": "hi"}]
+AUTH = {"Authorization": f"Bearer {MASTER}"}
 CODE = re.compile(r"[a-z0-9_.\-]{1,64}")
 HOSTILE = {"message": "bad\x00message", "type": "invalid\x00request", "code": "bad\x00code", "param": "p\x00"}
 
@@ -193,3 +197,32 @@ def test_any_row_is_repaired_alike_on_both_stores_or_set_aside(tmp_path, pg_data
         for closing in (*readers, *stores):
             loop.run_until_complete(closing.close())
         loop.close()
+
+
+# -- key names -----------------------------------------------------------------------------------------------
+
+BAD_NAMES = ["a\x00b", "line\nbreak", "bell\x07", "\x1b[31mred", "del\x7f", "c1\x85c1", "x" * 201]
+
+
+@BOTH_DBS
+async def test_key_names_with_control_characters_or_absurd_length_are_a_400(gateway):
+    for name in BAD_NAMES:
+        async with gateway.http.post(f"{gateway.url}/admin/keys", json={"name": name}, headers=AUTH) as resp:
+            assert resp.status == 400, (name, await resp.text())
+            assert check_error(await resp.json())["param"] == "name"
+    good = await gateway.create_key(name="  Zoë’s key 🚀 (team\u00a0a)  ")
+    assert good["name"] == "Zoë’s key 🚀 (team\u00a0a)"
+    async with gateway.http.get(f"{gateway.url}/admin/keys", headers=AUTH) as resp:
+        assert [k["name"] for k in (await resp.json())["data"]] == [good["name"]]
+    async with gateway.http.patch(f"{gateway.url}/admin/keys/{good['id']}", json={"name": "a\x00b"},
+                                  headers=AUTH) as resp:
+        assert resp.status == 400 and check_error(await resp.json())["param"] == "name"
+
+
+@pytest.mark.parametrize("name", [n for n in BAD_NAMES if "\x00" not in n] + ["bad\udcff"])  # argv holds no NUL
+def test_the_cli_refuses_such_names_in_one_line(name, tmp_path, capsys):
+    config = tmp_path / "routes.yaml"
+    config.write_text("providers: {demo: {dialect: mock}}\nroutes: {demo: {targets: [{provider: demo, model: m}]}}\n")
+    code = main(["keys", "create", "--name", name, "--db", str(tmp_path / "gateway.db"), "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == "" and err.count("\n") == 1 and err.startswith("gateway: error: --name"), err
