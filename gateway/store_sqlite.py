@@ -2,12 +2,15 @@
 
 One aiosqlite connection in autocommit mode with explicit transactions; SQLite
 in WAL mode so `sqlite3` users and the CLI can read while the server writes.
+A database file it creates is 0600 (SPEC section 9): SQLite gives the -wal and
+-shm files the mode of the database file, so they are private too.
 Writes take `_write_lock`, so a key written by the admin API never lands inside
 (and never rolls back with) a ledger batch that is between BEGIN and COMMIT.
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from typing import Any
 
@@ -28,6 +31,20 @@ _INSERT_LEDGER = (f"INSERT INTO requests ({', '.join(LEDGER_COLUMNS)}) SELECT "
 _REFUSED = (sqlite3.IntegrityError, sqlite3.DataError)
 
 
+def _create_private(path: str) -> None:
+    """Create a missing database file readable by its owner only, before SQLite creates it 0644.
+
+    An existing file keeps its mode (an operator may have chosen one); a path that cannot be
+    opened is left for SQLite to refuse in its own words.
+    """
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        pass
+
+
 class SqliteStore(Store):
     def __init__(self, db: aiosqlite.Connection):
         self.db = db
@@ -36,6 +53,7 @@ class SqliteStore(Store):
     @classmethod
     async def open(cls, path: str) -> "SqliteStore":
         """Connect, set WAL, apply migrations; on failure no connection thread is left behind."""
+        _create_private(path)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error:
