@@ -78,6 +78,8 @@ def final_error(failure: AttemptFailed) -> GatewayError:
     if failure.kind == "timeout":
         return GatewayError(f"Upstream timed out: {failure.message}", status=504, type="api_error",
                             code="upstream_timeout")
+    if failure.kind == "too_large":
+        return UpstreamFailed(f"The upstream answer was too large: {failure.message}", code="upstream_too_large")
     status = f" (last upstream status {failure.status})" if failure.status else ""
     return UpstreamFailed(f"All upstream attempts failed{status}: {failure.message}")
 

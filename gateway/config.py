@@ -38,6 +38,8 @@ class Limits(_Strict):
 class Settings(_Strict):
     unsupported_params: Literal["reject", "drop"] = "reject"
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # the largest upstream answer: a non-stream body, or all the bytes of one streamed attempt; past it, 502
+    max_upstream_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     limits: Limits = Limits()
     # the keys and the ledger: a SQLite file or `postgresql://...`; `--db` / GATEWAY_DB win over it.
     # Read at start (a reload does not move the ledger).

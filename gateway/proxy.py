@@ -106,7 +106,8 @@ async def _complete(request: web.Request, ex: Exchange, entry: RouteEntry, order
     upstream, router, clock = app[UPSTREAM], app[ROUTER], app[CLOCK]
 
     async def attempt(target: TargetEntry, req, began: float) -> Completion:
-        data = await upstream.call(target.dialect, req, entry.route.timeout, target.delay)
+        data = await upstream.call(target.dialect, req, entry.route.timeout, target.delay,
+                                   limit=app[TABLE].table.settings.max_upstream_bytes)
         try:
             done = target.dialect.parse_response(data)
         except UpstreamError as exc:

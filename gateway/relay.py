@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import CLOCK, OPTIONS, ROUTER, UPSTREAM
+from gateway.appkeys import CLOCK, OPTIONS, ROUTER, TABLE, UPSTREAM
 from gateway.attempts import Exchange, attempt_loop
 from gateway.dialects.base import UpstreamError
 from gateway.errors import GatewayError, UpstreamFailed, error_event
@@ -125,10 +125,11 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
     app = request.app
     upstream, router, clock = app[UPSTREAM], app[ROUTER], app[CLOCK]
     timeout, every = entry.route.timeout, app[OPTIONS].keepalive_interval
+    limit = app[TABLE].table.settings.max_upstream_bytes
     completion_id, created = f"chatcmpl-{ex.request_id}", int(clock.now())
 
     async def attempt(target: TargetEntry, req, began: float) -> tuple[_Leg, bytes]:
-        reader = await upstream.open_stream(target.dialect, req, timeout, target.delay)
+        reader = await upstream.open_stream(target.dialect, req, timeout, target.delay, limit=limit)
         leg = _Leg(reader, target.dialect.stream_decoder(),
                    ChunkBuilder(completion_id, created, entry.name, include_usage, prompt))
         try:
@@ -181,6 +182,8 @@ async def _pump(leg: _Leg, response: web.StreamResponse, timeout: float, every: 
 
 
 def _mid_stream_error(exc: Exception) -> GatewayError:
+    if isinstance(exc, AttemptFailed) and exc.kind == "too_large":
+        return UpstreamFailed(f"The upstream answer was too large: {exc.message}", code="upstream_too_large")
     if isinstance(exc, AttemptFailed) and exc.kind == "timeout":
         return GatewayError(f"Upstream stalled: {exc.message}", status=504, type="api_error", code="upstream_timeout")
     return UpstreamFailed(f"The upstream stream failed: {getattr(exc, 'message', str(exc))}")

@@ -1,7 +1,9 @@
 """Talking to upstreams: the shared client session and its foreign errors, translated here.
 
 Every failure of an attempt becomes one `AttemptFailed` saying whether a retry
-may help; nothing from aiohttp's client escapes this module.
+may help; nothing from aiohttp's client escapes this module. No answer is read
+past `settings.max_upstream_bytes` (a whole body, or all of one stream), and an
+error body only as far as `ERROR_BODY_BYTES`.
 """
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ log = logging.getLogger("gateway.upstream")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_RETRY_AFTER = 10.0
+ERROR_BODY_BYTES = 64 * 1024   # an upstream's error body is read this far: any real message fits
 
 
 class AttemptFailed(Exception):
-    """One upstream attempt failed; `kind` is connect | timeout | status | auth | protocol.
+    """One upstream attempt failed; `kind` is connect | timeout | status | auth | protocol | too_large.
 
     `details` keeps the upstream error's own `type`, `code` and `param`, so a
     rejected request can come back to the client as the upstream said.
@@ -95,6 +98,34 @@ def _error_body(data, dialect: ModuleType, req: UpstreamRequest) -> AttemptFaile
     return AttemptFailed("protocol", f"upstream answered 200 with an error: {scrub(message, req)}", retryable=True)
 
 
+def too_large(limit: int) -> AttemptFailed:
+    """An answer past `max_upstream_bytes`: not retried, the same request would most likely get it again."""
+    return AttemptFailed("too_large", f"upstream answer over {limit} bytes (settings.max_upstream_bytes)")
+
+
+async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytearray:
+    """The whole body as it arrives; past `limit` bytes the attempt fails and the rest is never read.
+
+    A bytearray grows in place (no second copy) and orjson parses it as it is.
+    """
+    if resp.content_length is not None and resp.content_length > limit:
+        raise too_large(limit)
+    body, content = bytearray(), resp.content
+    while chunk := await content.readany():
+        if len(body) + len(chunk) > limit:
+            raise too_large(limit)
+        body += chunk
+    return body
+
+
+async def _read_head(resp: aiohttp.ClientResponse, limit: int = ERROR_BODY_BYTES) -> bytes:
+    """At most `limit` bytes of the body; the rest stays unread (the connection is then closed, not reused)."""
+    body, content = bytearray(), resp.content
+    while len(body) < limit and (chunk := await content.readany()):
+        body += chunk
+    return bytes(body[:limit])
+
+
 class _translated:
     """Bounds an upstream wait by `timeout` and turns aiohttp's and the OS's errors into `AttemptFailed`."""
 
@@ -120,19 +151,26 @@ class _translated:
 
 
 class RemoteBody:
-    """A streamed answer's body; `read` is safe to cancel (a timeout) and call again."""
+    """A streamed answer's body; `read` is safe to cancel (a timeout) and call again.
 
-    __slots__ = ("_resp",)
+    It counts down `limit` bytes (all of the stream, comments too): past it, `too_large`.
+    """
 
-    def __init__(self, resp: aiohttp.ClientResponse):
-        self._resp = resp
+    __slots__ = ("_resp", "_left", "_limit")
+
+    def __init__(self, resp: aiohttp.ClientResponse, limit: int):
+        self._resp, self._left, self._limit = resp, limit, limit
 
     async def read(self) -> bytes:
         try:
-            return await self._resp.content.readany()
+            data = await self._resp.content.readany()
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamError(f"upstream connection broke mid-stream: {type(exc).__name__}",
                                 retryable=True) from None
+        self._left -= len(data)
+        if self._left < 0:
+            raise too_large(self._limit)
+        return data
 
     def close(self) -> None:
         self._resp.close()
@@ -175,17 +213,18 @@ class Upstream:
     async def close(self) -> None:
         await self.session.close()
 
-    async def call(self, dialect: ModuleType, req: UpstreamRequest, timeout: float, delay: float = 0.0) -> dict:
-        """A whole (non-streamed) answer as parsed JSON."""
+    async def call(self, dialect: ModuleType, req: UpstreamRequest, timeout: float, delay: float = 0.0, *,
+                   limit: int) -> dict:
+        """A whole (non-streamed) answer as parsed JSON, of at most `limit` bytes."""
         if getattr(dialect, "local", False):
             if delay:
                 await asyncio.sleep(delay)
             return dialect.answer(req)
         async with _translated(timeout, "did not answer"):
             async with self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp:
-                body = await resp.read()
                 if resp.status >= 300:
-                    raise _status_failure(resp.status, body, resp.headers, dialect, req)
+                    raise _status_failure(resp.status, await _read_head(resp), resp.headers, dialect, req)
+                body = await _read_body(resp, limit)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -196,21 +235,21 @@ class Upstream:
         return data
 
     async def open_stream(self, dialect: ModuleType, req: UpstreamRequest, timeout: float,
-                          delay: float = 0.0) -> RemoteBody | LocalBody:
-        """Send the request and wait (at most `timeout`) for the answer's headers."""
+                          delay: float = 0.0, *, limit: int) -> RemoteBody | LocalBody:
+        """Send the request and wait (at most `timeout`) for the answer's headers; the stream reads `limit` bytes."""
         if getattr(dialect, "local", False):
             return LocalBody(dialect.stream_events(req), delay)
         async with _translated(timeout, "sent no headers"):
             resp = await self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers)
             if resp.status >= 300:
-                body = await resp.read()
+                body = await _read_head(resp)
                 resp.release()
                 raise _status_failure(resp.status, body, resp.headers, dialect, req)
         content_type = resp.headers.get("content-type", "")
         if "json" in content_type and "event-stream" not in content_type:
             try:   # a 200 answering a stream request with JSON: most likely an error body
                 async with asyncio.timeout(timeout):
-                    body = await resp.read()
+                    body = await _read_head(resp)
                 data = orjson.loads(body)
             except (TimeoutError, aiohttp.ClientError, OSError, orjson.JSONDecodeError):
                 data = None
@@ -219,7 +258,7 @@ class Upstream:
             raise _error_body(data, dialect, req) or AttemptFailed(
                 "protocol", "upstream answered a stream request without a stream", retryable=True)
         _nodelay(resp)
-        return RemoteBody(resp)
+        return RemoteBody(resp, limit)
 
 
 def _nodelay(resp: aiohttp.ClientResponse) -> None:

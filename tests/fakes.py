@@ -29,6 +29,8 @@ class Behaviour:
     headers: dict[str, str] = field(default_factory=dict)
     reset_after: int | None = None   # drop the connection after this many pieces
     stall_after: int | None = None   # go silent (forever) after this many pieces
+    flood: int = 0                   # after the pieces, this many more bytes of `flood_with` repeated, 1 MiB a write
+    flood_with: bytes = b"a"
 
 
 def openai_text(text: str = "Hello from upstream", model: str = "up-model", usage: bool = True) -> dict[str, Any]:
@@ -122,8 +124,18 @@ class FakeUpstream:
             if b.delay:
                 await asyncio.sleep(b.delay)
             await response.write(piece)
+        if b.flood:
+            await _flood(response, b.flood, b.flood_with)
         await response.write_eof()
         return response
+
+
+async def _flood(response: web.StreamResponse, size: int, unit: bytes) -> None:
+    """`size` bytes of `unit` repeated, without holding more than one 1 MiB piece (built once)."""
+    piece = unit * max(1, (1 << 20) // len(unit))
+    while size > 0:
+        await response.write(piece if size >= len(piece) else piece[:size])
+        size -= len(piece)
 
 
 def _pieces(b: Behaviour) -> list[bytes]:
@@ -131,3 +143,4 @@ def _pieces(b: Behaviour) -> list[bytes]:
         return [event + b"\n\n" for event in b.sse.split(b"\n\n") if event]
     size = b.chunk_size or len(b.sse) or 1
     return [b.sse[i:i + size] for i in range(0, len(b.sse), size)]
+
