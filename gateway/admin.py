@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.appkeys import CLOCK, KEYS, LEDGER, LIMITER, OPTIONS, ROUTER, STORE, TABLE
 from gateway.errors import AuthError, GatewayError, InvalidRequest
-from gateway.keys import KeyLimits, bearer_token, create_key, revoke_key, update_key
+from gateway.keys import KeyLimits, bearer_token, create_key, credential_bytes, revoke_key, update_key
 from gateway.store import is_date
 
 _FIELDS = {"name", "rpm", "tpm", "max_budget", "budget_period", "models"}
@@ -26,7 +26,7 @@ def _guard(request: web.Request) -> None:
         raise GatewayError("Not found.", status=404, code="not_found")
     given = request.headers.get("Authorization", "")
     token = bearer_token(given)
-    if not hmac.compare_digest(token.encode(), master.encode()):
+    if not hmac.compare_digest(credential_bytes(token), credential_bytes(master)):
         raise AuthError("The admin API needs 'Authorization: Bearer <master key>'.")
 
 

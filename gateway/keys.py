@@ -32,8 +32,17 @@ def bearer_token(authorization: str | None) -> str:
     return authorization[7:].strip()
 
 
+def credential_bytes(text: str) -> bytes:
+    """The bytes a credential arrived as. Header (and environment) text keeps bytes that are not
+    UTF-8 as lone surrogates (`Bearer \\xff`); they must compare and hash, not raise."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:   # a surrogate no decoder made: still some bytes, still no key
+        return text.encode("utf-8", "surrogatepass")
+
+
 def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    return hashlib.sha256(credential_bytes(secret)).hexdigest()
 
 
 @dataclass
