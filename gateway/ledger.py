@@ -1,10 +1,14 @@
 """The batched ledger writer: rows leave the request path and reach the store in batches.
 
-`record` only appends to a list. A background task writes a batch per
-transaction every few milliseconds; `close` writes everything that is left.
-Only one drain runs at a time, and it is shielded: a caller of `flush` that is
-cancelled (a client gone away) never cuts a transaction in half, and two
-callers never write the same rows twice. While the database refuses writes
+`record` only appends to a list. Every `interval` (50 ms) a drain hands the
+list to the store (`Store.drain`), which writes a batch per transaction and
+takes it off the head of the list once committed; the SQLite store stays in its
+own thread while rows keep coming, so commits do not wait for a busy event loop
+and a SIGKILL loses only the rows of about the last interval. `flush` waits
+until the rows buffered when it was called are written; `close` writes
+everything that is left. Only one drain runs at a time, and it is shielded: a
+caller of `flush` that is cancelled (a client gone away) never cuts a
+transaction in half, and two callers never write the same rows twice. While the database refuses writes
 (SQLite locked or its disk full; PostgreSQL down, restarting or unreachable)
 rows wait in a bounded buffer and are retried every second; only past the
 bound are they dropped, counted (`gateway_ledger_dropped_rows_total`) and logged.
@@ -36,6 +40,8 @@ class LedgerWriter:
         self.rejected = 0
         self.written = 0
         self._rows: list[dict[str, Any]] = []
+        self._queued = 0       # rows ever buffered; those before `_settled` are written or set aside
+        self._settled = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._drain: asyncio.Future | None = None
@@ -53,6 +59,7 @@ class LedgerWriter:
                 log.error("ledger buffer full (%d rows): %d rows dropped so far", self.max_buffer, self.dropped)
             return
         self._rows.append(row)
+        self._queued += 1
         if len(self._rows) >= self.batch:
             self._wake.set()
 
@@ -69,23 +76,39 @@ class LedgerWriter:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write every buffered row (unless the database refuses); joins a drain already running."""
+        """Write every row buffered so far (unless the database refuses); joins a drain already running.
+
+        The drain is never cancelled with a caller (a client gone away): it is waited for, not awaited.
+        """
+        target = self._queued
         if self._drain is None or self._drain.done():
             self._drain = asyncio.ensure_future(self._write_all())
-        await asyncio.shield(self._drain)
+        while self._settled < target and not self._drain.done():
+            await asyncio.wait([self._drain], timeout=self.interval / 5)
 
     async def _write_all(self) -> None:
         while self._rows:
             try:
-                await self._write_head(self._rows[: self.batch])
+                try:
+                    await self.store.drain(self._rows, self.batch, self._written, self._lingering, self.interval)
+                except RowRefused:
+                    await self._write_head(self._rows[: self.batch])   # down to the row at fault
             except Exception as exc:  # sqlite3 errors (locked, disk full, I/O); DatabaseUnavailable (PostgreSQL)
                 if not self._failing:
                     log.error("ledger write failed, %d rows kept for retry: %s", len(self._rows), exc)
                 self._failing = True
                 return
-            if self._failing:
-                log.warning("ledger writes recovered")
-                self._failing = False
+
+    def _lingering(self) -> bool:
+        return not self._closing
+
+    def _written(self, count: int) -> None:
+        """A batch is committed (reported from the store's thread, for SQLite)."""
+        self.written += count
+        self._settled += count
+        if self._failing:
+            self._failing = False
+            log.warning("ledger writes recovered")
 
     async def _write_head(self, rows: list[dict[str, Any]]) -> None:
         """Write `rows`, the head of the buffer, and take each off it once written or set aside."""
@@ -99,7 +122,7 @@ class LedgerWriter:
                 return
             await self._last_try(rows[0], exc)
         else:
-            self.written += len(rows)
+            self._written(len(rows))
         del self._rows[: len(rows)]
 
     async def _last_try(self, row: dict[str, Any], refused: RowRefused) -> None:
@@ -107,10 +130,11 @@ class LedgerWriter:
             await self.store.insert_rows([row], strict=True)
         except RowRefused:
             self.rejected += 1
+            self._settled += 1
             log.error("ledger row set aside, the database refuses it (%s): request_id=%.64s key_id=%.64s; "
                       "%d set aside so far", refused, row.get("request_id"), row.get("key_id"), self.rejected)
         else:
-            self.written += 1
+            self._written(1)
             log.warning("ledger row repaired after the database refused it (%s): request_id=%.64s",
                         refused, row.get("request_id"))
 
@@ -123,9 +147,12 @@ class LedgerWriter:
         for _ in range(50):
             await self.flush()
             if not self._rows:
-                return
+                break
             await asyncio.sleep(0.1)
-        log.error("ledger: %d rows could not be written at shutdown", len(self._rows))
+        else:
+            log.error("ledger: %d rows could not be written at shutdown", len(self._rows))
+        if self._drain is not None:
+            await asyncio.wait([self._drain])   # a store's drain ends at once when closing
 
 
 class NullLedger(LedgerWriter):

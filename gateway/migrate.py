@@ -6,10 +6,9 @@ the same steps under the same names in that dialect (a test holds the two lists 
 from __future__ import annotations
 
 import re
+import sqlite3
 from importlib import resources
 from typing import Any
-
-import aiosqlite
 
 _NAME = re.compile(r"^(\d{4})_[\w\-]+\.sql$")
 _FOLDERS = {"sqlite": (), "postgres": ("postgres",)}
@@ -23,27 +22,26 @@ def migration_files(dialect: str = "sqlite") -> list[tuple[str, str]]:
     return [(name, folder.joinpath(name).read_text(encoding="utf-8")) for name in found]
 
 
-async def apply_migrations(db: aiosqlite.Connection) -> list[str]:
-    """The bookkeeping table itself comes from `0000_schema_migrations.sql`, the first file."""
-    async with db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'") as cur:
-        exists = await cur.fetchone() is not None
-    done: set[str] = set()
-    if exists:
-        async with db.execute("SELECT version FROM schema_migrations") as cur:
-            done = {row[0] async for row in cur}
+def apply_migrations(db: sqlite3.Connection) -> list[str]:
+    """On a sqlite3 connection in autocommit mode, in the thread that owns it (the store's worker).
+
+    The bookkeeping table itself comes from `0000_schema_migrations.sql`, the first file."""
+    exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                        "AND name = 'schema_migrations'").fetchone() is not None
+    done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")} if exists else set()
     applied = []
     for name, sql in migration_files():
         if name in done:
             continue
         # executescript would commit on its own; run statements inside one explicit transaction instead
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _statements(sql):
-                await db.execute(statement)
-            await db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (name,))
-            await db.commit()
-        except Exception:
-            await db.rollback()
+                db.execute(statement)
+            db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (name,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
             raise
         applied.append(name)
     return applied

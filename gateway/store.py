@@ -17,7 +17,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Hashable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 from gateway.errors import ServiceUnavailable
@@ -245,6 +245,18 @@ class Store(abc.ABC):
         refuses raises `RowRefused`; a database that does not answer, `DatabaseUnavailable` (PostgreSQL)
         or sqlite3's error (locked, disk full, I/O).
         """
+
+    async def drain(self, rows: list[dict[str, Any]], batch: int, settled: Callable[[int], None],
+                    linger: Callable[[], bool] = lambda: False, interval: float = 0.05) -> None:
+        """Write the ledger's buffer until it is empty: `rows` grows at its tail while this runs; each
+        batch leaves its head once committed, reported to `settled`. A refused batch raises with its
+        rows still at the head. Here one `insert_rows` per batch on the event loop; a store may stay
+        on (`linger`), writing what arrives every `interval`, where the loop does not hold it up."""
+        while rows:
+            head = rows[:batch]
+            await self.insert_rows(head)
+            del rows[: len(head)]
+            settled(len(head))
 
     @abc.abstractmethod
     async def recent_admissions(self, since: str) -> list[tuple[str, str, int]]:
