@@ -1,4 +1,4 @@
-"""Reading a client's request body: size cap, arrival deadline, JSON object or a clear 4xx."""
+"""Reading a client's request body: size cap, arrival deadline, Content-Encoding, JSON object or a clear 4xx."""
 from __future__ import annotations
 
 import asyncio
@@ -9,12 +9,35 @@ from aiohttp import web
 
 from gateway.errors import GatewayError, InvalidRequest
 
+_DECODED = ("identity", "gzip", "deflate")   # aiohttp decompresses gzip and deflate as the body is read
+
 
 async def read_body(request: web.Request, limit: int, timeout: float) -> dict[str, Any]:
     length = request.content_length
     if length is not None and length > limit:
         raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413, code="request_too_large")
-    content = request.content
+    encoding = request.headers.get("Content-Encoding", "identity")
+    try:
+        data = await _read(request.content, limit, timeout)
+    except web.RequestPayloadError:   # aiohttp could not decompress or unframe it: the client's bytes are wrong
+        raise InvalidRequest(f"The request body cannot be decoded as its Content-Encoding ({encoding[:40]!r}) "
+                             "says: send it compressed that way, or without the header.", code="invalid_json") from None
+    if len(data) > limit:
+        raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413, code="request_too_large")
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        hint = "" if encoding.lower() in _DECODED else \
+            f" (the gateway decodes Content-Encoding gzip and deflate, not {encoding[:40]!r})"
+        raise InvalidRequest(f"The request body is not valid JSON{hint}.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+async def _read(content, limit: int, timeout: float) -> bytearray:
+    """Up to a little over `limit` bytes, decompressed if the client said gzip or deflate (aiohttp decodes
+    those in bounded pieces as they are read, so a gzip bomb stops at the limit too)."""
     data = bytearray(content.read_nowait())   # usually the whole body is here already: then no timer
     if not content.at_eof():
         try:
@@ -24,12 +47,4 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> dict[st
         except TimeoutError:
             raise GatewayError(f"The request body did not arrive within {timeout:g}s.", status=408,
                                code="request_timeout") from None
-    if len(data) > limit:
-        raise GatewayError(f"Request body is over the limit of {limit} bytes.", status=413, code="request_too_large")
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    return body
+    return data
