@@ -1,7 +1,9 @@
 """The OpenAI chat-completions request rules (SPEC section 5).
 
 Hand-written rather than a pydantic model: it runs on every request, and each
-violation must name the exact field path and one of four codes.
+violation must name the exact field path and one of four codes. The nested
+shapes (messages, content parts, tool calls, tools) are checked here too, down
+to every field a dialect reads, so no dialect ever meets a wrong JSON type.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from gateway.errors import InvalidRequest
 
 UNSUPPORTED = ("n", "seed", "logit_bias")
+MAX_COUNT = 2 ** 31 - 1     # OpenAI's own bound on integer parameters; a larger token count is no request
 _TOOL_CHOICES = ("none", "auto", "required")
 _FORMATS = ("text", "json_object", "json_schema")
 
@@ -36,10 +39,55 @@ def _number(body: dict, name: str, low: float, high: float) -> None:
         raise _fail(name, f"'{name}' must be between {low:g} and {high:g}; got {v}.", "invalid_value")
 
 
+def _count(v: Any, name: str) -> None:
+    """A token count: an integer from 1 to MAX_COUNT."""
+    if not _is_int(v):
+        raise _fail(name, f"'{name}' must be an integer.", "invalid_type")
+    if not 1 <= v <= MAX_COUNT:
+        raise _fail(name, f"'{name}' must be between 1 and {MAX_COUNT}; got {v}.", "invalid_value")
+
+
 def _boolean(body: dict, name: str) -> None:
     v = body.get(name)
     if v is not None and not isinstance(v, bool):
         raise _fail(name, f"'{name}' must be a boolean.", "invalid_type")
+
+
+_KINDS = {str: "a string", dict: "an object", list: "an array", bool: "a boolean"}
+
+
+def _shape(obj: dict, path: str, fields: tuple[tuple[str, type, bool], ...]) -> None:
+    """Fields of one object: a wrong type first (what was sent), then what is missing (null counts as missing)."""
+    for name, kind, _ in fields:
+        v = obj.get(name)
+        if v is not None and not isinstance(v, kind):
+            raise _fail(f"{path}.{name}", f"'{path}.{name}' must be {_KINDS[kind]}.", "invalid_type")
+    for name, _, required in fields:
+        if required and obj.get(name) is None:
+            raise _fail(f"{path}.{name}", f"'{path}.{name}' is required.", "missing_required_parameter")
+
+
+def _object(value: Any, path: str) -> dict:
+    if not isinstance(value, dict):
+        raise _fail(path, f"'{path}' must be an object.", "invalid_type")
+    return value
+
+
+# The message fields a dialect reads, by type; other fields pass through to OpenAI-dialect upstreams.
+_MESSAGE = (("role", str, True), ("name", str, False), ("tool_call_id", str, False), ("tool_calls", list, False),
+            ("refusal", str, False), ("reasoning_content", str, False), ("reasoning_signature", str, False))
+# Content parts by type; a part of another type (Anthropic-shaped `document`, say) needs only its `type`.
+_PARTS = {"text": (("text", str, True),), "refusal": (("refusal", str, True),),
+          "image_url": (("image_url", dict, True),), "input_audio": (("input_audio", dict, True),),
+          "file": (("file", dict, True),)}
+_NESTED = {"image_url": (("url", str, True), ("detail", str, False)),
+           "input_audio": (("data", str, True), ("format", str, True))}
+# Tool calls and tools of the two types OpenAI defines; another type (a provider's own) needs only `type`.
+_CALL_BODIES = {"function": (("name", str, True), ("arguments", str, True)),
+                "custom": (("name", str, True), ("input", str, True))}
+_TOOL_BODIES = {"function": (("name", str, True), ("description", str, False), ("parameters", dict, False),
+                             ("strict", bool, False)),
+                "custom": (("name", str, True), ("description", str, False), ("format", dict, False))}
 
 
 def _messages(messages: Any) -> None:
@@ -50,17 +98,39 @@ def _messages(messages: Any) -> None:
     if not messages:
         raise _fail("messages", "'messages' must contain at least one message.", "invalid_value")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise _fail(f"messages[{i}]", f"'messages[{i}]' must be an object.", "invalid_type")
-        role = message.get("role")
-        if role is None:
-            raise _fail(f"messages[{i}].role", f"'messages[{i}].role' is required.", "missing_required_parameter")
-        if not isinstance(role, str):
-            raise _fail(f"messages[{i}].role", f"'messages[{i}].role' must be a string.", "invalid_type")
-        content = message.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise _fail(f"messages[{i}].content", f"'messages[{i}].content' must be a string or an array of parts.",
-                        "invalid_type")
+        _message(_object(message, f"messages[{i}]"), f"messages[{i}]")
+
+
+def _message(message: dict, path: str) -> None:
+    content = message.get("content")
+    if content is not None and not isinstance(content, (str, list)):
+        raise _fail(f"{path}.content", f"'{path}.content' must be a string or an array of parts.", "invalid_type")
+    _shape(message, path, _MESSAGE)
+    if message["role"] == "tool" and message.get("tool_call_id") is None:
+        raise _fail(f"{path}.tool_call_id", f"'{path}.tool_call_id' is required in a tool message.",
+                    "missing_required_parameter")
+    if isinstance(content, list):
+        for j, part in enumerate(content):
+            _part(_object(part, f"{path}.content[{j}]"), f"{path}.content[{j}]")
+    for k, call in enumerate(message.get("tool_calls") or ()):
+        _typed(_object(call, f"{path}.tool_calls[{k}]"), f"{path}.tool_calls[{k}]", _CALL_BODIES, (("id", str, True),))
+
+
+def _part(part: dict, path: str) -> None:
+    _shape(part, path, (("type", str, True),))
+    kind = part["type"]
+    _shape(part, path, _PARTS.get(kind, ()))
+    if kind in _NESTED:
+        _shape(part[kind], f"{path}.{kind}", _NESTED[kind])
+
+
+def _typed(obj: dict, path: str, bodies: dict[str, tuple], own: tuple = ()) -> None:
+    """A tool or tool call: `type` names the field holding its body (`function`, `custom`)."""
+    _shape(obj, path, (*own, ("type", str, True), *((name, dict, False) for name in bodies)))
+    kind = obj["type"]
+    if kind in bodies:
+        _shape(obj, path, ((kind, dict, True),))
+        _shape(obj[kind], f"{path}.{kind}", bodies[kind])
 
 
 def _stop(stop: Any) -> None:
@@ -78,14 +148,7 @@ def _tools(body: dict) -> None:
         if not isinstance(tools, list):
             raise _fail("tools", "'tools' must be an array.", "invalid_type")
         for i, tool in enumerate(tools):
-            if not isinstance(tool, dict):
-                raise _fail(f"tools[{i}]", f"'tools[{i}]' must be an object.", "invalid_type")
-            fn = tool.get("function")
-            if not isinstance(fn, dict):
-                raise _fail(f"tools[{i}].function", f"'tools[{i}].function' is required.", "missing_required_parameter")
-            if not isinstance(fn.get("name"), str):
-                raise _fail(f"tools[{i}].function.name", f"'tools[{i}].function.name' is required.",
-                            "missing_required_parameter")
+            _typed(_object(tool, f"tools[{i}]"), f"tools[{i}]", _TOOL_BODIES)
     choice = body.get("tool_choice")
     if choice is None:
         return
@@ -135,10 +198,7 @@ def _thinking(thinking: Any) -> None:
         raise _fail("thinking.type", "'thinking.type' must be 'enabled' or 'disabled'.", "invalid_value")
     budget = thinking.get("budget_tokens")
     if budget is not None:
-        if not _is_int(budget):
-            raise _fail("thinking.budget_tokens", "'thinking.budget_tokens' must be an integer.", "invalid_type")
-        if budget < 1:
-            raise _fail("thinking.budget_tokens", "'thinking.budget_tokens' must be at least 1.", "invalid_value")
+        _count(budget, "thinking.budget_tokens")
 
 
 def _max_tokens(body: dict) -> None:
@@ -146,10 +206,7 @@ def _max_tokens(body: dict) -> None:
         v = body.get(name)
         if v is None:
             continue
-        if not _is_int(v):
-            raise _fail(name, f"'{name}' must be an integer.", "invalid_type")
-        if v < 1:
-            raise _fail(name, f"'{name}' must be at least 1.", "invalid_value")
+        _count(v, name)
 
 
 def _logprobs(body: dict) -> None:
@@ -211,6 +268,9 @@ def validate(body: dict, drop_unsupported: bool) -> list[str]:
     _response_format(body.get("response_format"))
     _logprobs(body)
     _thinking(body.get("thinking"))
+    _boolean(body, "parallel_tool_calls")
+    if body.get("user") is not None and not isinstance(body["user"], str):
+        raise _fail("user", "'user' must be a string.", "invalid_type")
     n = body.get("n")
     if n is not None and (not _is_int(n) or n < 1):
         raise _fail("n", "'n' must be a positive integer.", "invalid_type" if not _is_int(n) else "invalid_value")

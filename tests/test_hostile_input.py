@@ -10,9 +10,11 @@ to a gateway process in front of a fake OpenAI and a fake Anthropic upstream.
 from __future__ import annotations
 
 import asyncio
+import copy
 import gzip
 import json
 import zlib
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -127,3 +129,135 @@ async def test_a_gzip_bomb_is_413_on_its_decompressed_size(start_gateway, upstre
     small = gzip.compress(b'{"model":"demo","messages":[{"role":"user","content":"' + b"a" * 3000 + b'"}]}')
     status, text = await raw_http(gw.url, _post(key, small, "gzip"))
     assert status == 200, text
+
+
+# ---------------------------------------------------------------- nested shapes, on every route kind
+
+USER = {"role": "user", "content": "hi"}
+
+
+def _call(**over: Any) -> dict:
+    return {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}, **over}
+
+
+def _with(*messages: dict) -> list[dict]:
+    return [USER, *messages]
+
+
+SHAPES: list[tuple[dict[str, Any], str, str]] = [
+    ({"messages": _with({"role": "assistant", "tool_calls": 5})}, "messages[1].tool_calls", "invalid_type"),
+    ({"messages": _with({"role": "assistant", "tool_calls": {"id": "c1"}})}, "messages[1].tool_calls",
+     "invalid_type"),
+    ({"messages": _with({"role": "assistant", "tool_calls": [{"function": "abc"}]})},
+     "messages[1].tool_calls[0].function", "invalid_type"),
+    ({"messages": _with({"role": "assistant", "tool_calls": ["call_1"]})}, "messages[1].tool_calls[0]",
+     "invalid_type"),
+    ({"messages": _with({"role": "assistant", "tool_calls": [_call(id=5)]})}, "messages[1].tool_calls[0].id",
+     "invalid_type"),
+    ({"messages": _with({"role": "assistant", "tool_calls": [_call(id=None)]})}, "messages[1].tool_calls[0].id",
+     "missing_required_parameter"),
+    ({"messages": _with({"role": "assistant", "tool_calls": [_call(type=None)]})},
+     "messages[1].tool_calls[0].type", "missing_required_parameter"),
+    ({"messages": _with({"role": "assistant", "tool_calls": [_call(function=None)]})},
+     "messages[1].tool_calls[0].function", "missing_required_parameter"),
+    ({"messages": _with({"role": "assistant", "tool_calls": [_call(function={"arguments": "{}"})]})},
+     "messages[1].tool_calls[0].function.name", "missing_required_parameter"),
+    ({"messages": _with({"role": "assistant", "tool_calls": [_call(function={"name": "f", "arguments": {"a": 1}})]})},
+     "messages[1].tool_calls[0].function.arguments", "invalid_type"),
+    ({"messages": _with({"role": "assistant", "tool_calls": [_call(function={"name": "f"})]})},
+     "messages[1].tool_calls[0].function.arguments", "missing_required_parameter"),
+    ({"messages": [{"role": "user", "content": ["hi", 1]}]}, "messages[0].content[0]", "invalid_type"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, 1]}]}, "messages[0].content[1]",
+     "invalid_type"),
+    ({"messages": [{"role": "user", "content": [{"text": "a"}]}]}, "messages[0].content[0].type",
+     "missing_required_parameter"),
+    ({"messages": [{"role": "user", "content": [{"type": 3, "text": "a"}]}]}, "messages[0].content[0].type",
+     "invalid_type"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": ["a"]}]}]}, "messages[0].content[0].text",
+     "invalid_type"),
+    ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text",
+     "missing_required_parameter"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 5}}]}]},
+     "messages[0].content[0].image_url.url", "invalid_type"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "https://x/y.png"}]}]},
+     "messages[0].content[0].image_url", "invalid_type"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+     "messages[0].content[0].image_url.url", "missing_required_parameter"),
+    ({"messages": [{"role": "system", "content": [{"type": "text", "text": 5}]}, USER]},
+     "messages[0].content[0].text", "invalid_type"),
+    ({"messages": _with({"role": "assistant", "tool_calls": [_call()]},
+                        {"role": "tool", "tool_call_id": "c1", "content": ["42"]})}, "messages[2].content[0]",
+     "invalid_type"),
+    ({"messages": _with({"role": "assistant", "tool_calls": [_call()]},
+                        {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": None}]})},
+     "messages[2].content[0].text", "missing_required_parameter"),
+    ({"messages": _with({"role": "tool", "content": "42"})}, "messages[1].tool_call_id",
+     "missing_required_parameter"),
+    ({"messages": _with({"role": "tool", "tool_call_id": 1, "content": "42"})}, "messages[1].tool_call_id",
+     "invalid_type"),
+    ({"messages": _with({"role": "assistant", "content": "a", "reasoning_content": ["x"],
+                         "reasoning_signature": "s"})}, "messages[1].reasoning_content", "invalid_type"),
+    ({"messages": [{"role": "user", "content": "hi", "name": 7}]}, "messages[0].name", "invalid_type"),
+    ({"tools": [{"function": {"name": "f"}}]}, "tools[0].type", "missing_required_parameter"),
+    ({"tools": [{"type": "function", "function": "f"}]}, "tools[0].function", "invalid_type"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "{}"}}]},
+     "tools[0].function.parameters", "invalid_type"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "description": 5}}]},
+     "tools[0].function.description", "invalid_type"),
+    ({"tools": [{"type": "custom", "custom": {}}]}, "tools[0].custom.name", "missing_required_parameter"),
+    ({"thinking": {"type": "enabled", "budget_tokens": 2 ** 64 - 1}}, "thinking.budget_tokens", "invalid_value"),
+    ({"max_tokens": 2 ** 40}, "max_tokens", "invalid_value"),
+    ({"parallel_tool_calls": "no"}, "parallel_tool_calls", "invalid_type"),
+    ({"user": {"id": 1}}, "user", "invalid_type"),
+]
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude", "demo"])
+async def test_wrong_nested_types_are_400_on_every_route_kind(gateway, upstream, model):
+    key = (await gateway.create_key(rpm=1000, tpm=100_000))["key"]
+    wrong = []
+    for fields, param, code in SHAPES:
+        sent = {"model": model, "messages": [USER], **copy.deepcopy(fields)}
+        resp = await gateway.post(key, sent)
+        text = await resp.text()
+        if resp.status != 400:
+            wrong.append((fields, resp.status, text[:200]))
+            continue
+        err = check_error(json.loads(text))
+        got = (err["type"], err["param"], err["code"])
+        if got != ("invalid_request_error", param, code) or param not in err["message"]:
+            wrong.append((fields, got, err["message"]))
+    assert not wrong, "\n".join(map(str, wrong))
+    assert upstream.requests == [], "a rejected request never reaches the upstream"
+
+
+ACCEPTED = [
+    [{"role": "system", "content": [{"type": "text", "text": "be brief"}]}, {"role": "developer", "content": "x"},
+     {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                  {"type": "image_url",
+                                   "image_url": {"url": "data:image/png;base64,iVBO", "detail": "low"}},
+                                  {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]},
+     {"role": "assistant", "content": None,
+      "tool_calls": [_call(), _call(id="c2", function={"name": "g", "arguments": ""})]},
+     {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "42"}]},
+     {"role": "tool", "tool_call_id": "c2", "content": "43"},
+     {"role": "assistant", "content": [{"type": "text", "text": "a"}], "refusal": None, "name": "bot"},
+     {"role": "user", "content": [{"type": "document", "source": {"type": "text", "data": "x"}}], "name": "me"}],
+    [{"role": "user", "content": None}, {"role": "assistant", "content": "",
+                                         "tool_calls": [{"id": "w", "type": "builtin_function",
+                                                         "function": {"name": "$web_search"}}]},
+     {"role": "tool", "tool_call_id": "w", "content": "done"}, {"role": "user", "content": "and?"}],
+]
+ACCEPTED_TOOLS = [{"type": "custom", "custom": {"name": "grammar"}},
+                  {"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"},
+                                                     "strict": True}},
+                  {"type": "builtin_function", "function": {"name": "$web_search"}}]
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude", "demo"])
+async def test_every_well_shaped_message_kind_is_accepted_on_every_route_kind(gateway, upstream, model):
+    key = (await gateway.create_key(rpm=1000, tpm=100_000))["key"]
+    for messages in ACCEPTED:
+        for extra in ({}, {"tools": ACCEPTED_TOOLS, "tool_choice": "required"}):
+            resp = await gateway.post(key, {"model": model, "messages": messages, **extra})
+            assert resp.status == 200, (messages, extra, await resp.text())

@@ -40,14 +40,26 @@ def _last_user_text(body: dict[str, Any]) -> str:
         if message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return content or ""
+                return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            return content if isinstance(content, str) else ""
     return ""
 
 
 def _words(text: str) -> list[str]:
     parts = text.split(" ")
     return [p if i == 0 else " " + p for i, p in enumerate(parts) if p or i == 0]
+
+
+def _forced_tool(body: dict[str, Any]) -> str | None:
+    """The function a `required` or named tool_choice makes the mock call (custom tools it cannot call)."""
+    choice, tools = body.get("tool_choice"), body.get("tools")
+    if not tools:
+        return None
+    if isinstance(choice, dict):
+        return (choice.get("function") or {}).get("name")
+    if choice != "required":
+        return None
+    return next((t["function"]["name"] for t in tools if t.get("type") == "function"), None)
 
 
 def _plan(body: dict[str, Any]) -> dict[str, Any]:
@@ -60,9 +72,8 @@ def _plan(body: dict[str, Any]) -> dict[str, Any]:
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     finish = "stop"
     tool = None
-    choice = body.get("tool_choice")
-    if body.get("tools") and (choice == "required" or isinstance(choice, dict)):
-        fn = choice["function"]["name"] if isinstance(choice, dict) else body["tools"][0]["function"]["name"]
+    fn = _forced_tool(body)
+    if fn is not None:
         tool = {"id": "call_mock_0", "type": "function", "function": {"name": fn, "arguments": "{}"}}
         words, finish = [], "tool_calls"
     if limit is not None:
