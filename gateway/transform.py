@@ -40,6 +40,7 @@ class ChunkBuilder:
         self._think = ThinkSplitter()
         self._tool_ids: dict[str, int] = {}
         self._last_tool_index = -1
+        self._argued: dict[int, bool] = {}   # tool call index -> whether any arguments text came for it
         self._text: list[str] = []          # what was streamed, for estimating usage
         self._reasoning_chars = 0
         self.reasoning_text: list[str] = []
@@ -63,24 +64,24 @@ class ChunkBuilder:
             out["tool_calls"] = [self._tool_call(call) for call in delta.tool_calls]
         if delta.signature:
             out["reasoning_signature"] = delta.signature
-        finish = None
         if delta.finish_reason and self.finish_reason is None:
             self._flush_think(out)
-            finish = self.finish_reason = delta.finish_reason
-        if not out and finish is None and delta.logprobs is None:
+            self.finish_reason = delta.finish_reason
+            return self._closing(out, delta.finish_reason, delta.logprobs)
+        if not out and delta.logprobs is None:
             return b""
-        return self._chunk(out, finish, delta.logprobs)
+        return self._chunk(out, None, delta.logprobs)
 
     def finish(self) -> bytes:
         """The closing finish chunk (if none came), the usage chunk if asked, and [DONE]."""
         out: dict[str, Any] = {}
         self._flush_think(out)
         parts = []
-        if out or self.finish_reason is None:
-            finish = None
-            if self.finish_reason is None:
-                finish = self.finish_reason = "tool_calls" if self._tool_ids or self._last_tool_index >= 0 else "stop"
-            parts.append(self._chunk(out, finish, None))
+        if self.finish_reason is None:
+            self.finish_reason = "tool_calls" if self._tool_ids or self._last_tool_index >= 0 else "stop"
+            parts.append(self._closing(out, self.finish_reason, None))
+        elif out:
+            parts.append(self._chunk(out, None, None))
         if self.include_usage:
             parts.append(self._head + b'"choices":[],"usage":' + orjson.dumps(usage_dict(self.final_usage())) + b"}\n\n")
         parts.append(b"data: [DONE]\n\n")
@@ -111,6 +112,18 @@ class ChunkBuilder:
             out["content"] = out.get("content", "") + content
             self._text.append(content)
 
+    def _closing(self, out: dict[str, Any], finish: str, logprobs: dict | None) -> bytes:
+        """The finish chunk. A tool call that got no arguments text at all (Anthropic's `tool_use` with an
+        empty `input` and no `input_json_delta`) gets "{}" first, in a chunk of its own: clients parse it."""
+        empty = [i for i, argued in self._argued.items() if not argued]
+        if not empty:
+            return self._chunk(out, finish, logprobs)
+        head = self._chunk(out, None, logprobs) if out or logprobs is not None else b""
+        self._argued.update(dict.fromkeys(empty, True))
+        fill = [{"index": i, "function": {"arguments": "{}"}} for i in empty]
+        self._text.append("{}" * len(empty))
+        return head + self._chunk({"tool_calls": fill}, None, None) + self._chunk({}, finish, None)
+
     def _tool_call(self, call: dict[str, Any]) -> dict[str, Any]:
         """Give every fragment an index (Mistral sends none) and the first a type."""
         call = dict(call)
@@ -125,8 +138,12 @@ class ChunkBuilder:
             call.setdefault("type", "function")
         self._last_tool_index = call["index"]
         fn = call.get("function")
-        if isinstance(fn, dict) and fn.get("arguments") is not None:
-            self._text.append(fn["arguments"])
+        arguments = fn.get("arguments") if isinstance(fn, dict) else None
+        if isinstance(arguments, str):
+            self._text.append(arguments)
+        if isinstance(call["index"], int):
+            self._argued[call["index"]] = self._argued.get(call["index"], False) or bool(
+                isinstance(arguments, str) and arguments.strip())
         return call
 
     def _chunk(self, delta: dict[str, Any], finish: str | None, logprobs: dict | None) -> bytes:
@@ -139,6 +156,14 @@ class ChunkBuilder:
         if logprobs is not None:
             choice["logprobs"] = logprobs
         return self._head + b'"choices":' + orjson.dumps([choice]) + b"}\n\n"
+
+
+def _with_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    """A function call without arguments text says "{}", as OpenAI does: clients json.loads it."""
+    fn = call.get("function")
+    if not isinstance(fn, dict) or (isinstance(fn.get("arguments"), str) and fn["arguments"].strip()):
+        return call
+    return {**call, "function": {**fn, "arguments": "{}"}}
 
 
 def completion_body(done: Completion, completion_id: str, created: int, model: str,
@@ -155,10 +180,11 @@ def completion_body(done: Completion, completion_id: str, created: int, model: s
     if done.signature:
         message["reasoning_signature"] = done.signature
     if done.tool_calls:
-        message["tool_calls"] = done.tool_calls
+        message["tool_calls"] = [_with_arguments(call) for call in done.tool_calls]
     usage, estimated = done.usage, done.usage is None
     if usage is None:
-        args = "".join((c.get("function") or {}).get("arguments") or "" for c in done.tool_calls or ())
+        args = "".join(fn["arguments"] for c in message.get("tool_calls") or ()
+                       if isinstance(fn := c.get("function"), dict) and isinstance(fn.get("arguments"), str))
         reasoning_tokens = count_text(reasoning) if reasoning else None
         usage = Usage(prompt_estimate, count_text((content or "") + (done.refusal or "") + args) + (reasoning_tokens or 0),
                       reasoning_tokens)
