@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import admin, handlers, proxy, ui
-from gateway.appkeys import (CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, ROUTER, STORE, TABLE, UPSTREAM,
-                             ServerOptions, TableHolder)
+from gateway import admin, handlers, logs, proxy, ui
+from gateway.appkeys import (CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, ROUTER, SCRUBBER, STORE, TABLE,
+                             UPSTREAM, ServerOptions, TableHolder)
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.middleware import error_middleware, request_id_middleware
@@ -15,6 +15,7 @@ from gateway.limiter import ledger_facts, open_limiter
 from gateway.metrics import Metrics
 from gateway.reload import watchers_ctx
 from gateway.router import Router
+from gateway.scrub import Scrubber, config_secrets
 from gateway.routing import RoutingTable
 from gateway.store import Store
 from gateway.upstream import Upstream
@@ -58,6 +59,8 @@ def create_app(config: Config, options: ServerOptions, clock: Clock | None = Non
     app[OPTIONS] = options
     app[CLOCK] = clock or Clock()
     app[TABLE] = TableHolder(RoutingTable(config))
+    app[SCRUBBER] = Scrubber([*config_secrets(config), options.master_key])
+    logs.scrub_with(app[SCRUBBER])
     app[ROUTER] = Router()
     app[METRICS] = Metrics(app[ROUTER], lambda: app.get(LEDGER))
     app.cleanup_ctx.extend([_store_ctx, _limiter_ctx, _upstream_ctx, watchers_ctx])

@@ -12,6 +12,7 @@ from gateway.limiter import Limiter
 from gateway.metrics import Metrics
 from gateway.router import Router
 from gateway.routing import RoutingTable
+from gateway.scrub import Scrubber
 from gateway.store import Store, redact_url
 from gateway.upstream import Upstream
 
@@ -49,5 +50,6 @@ ROUTER = web.AppKey("router", Router)
 UPSTREAM = web.AppKey("upstream", Upstream)
 METRICS = web.AppKey("metrics", Metrics)
 LIMITER = web.AppKey("limiter", Limiter)
+SCRUBBER = web.AppKey("scrubber", Scrubber)
 
 REQUEST_ID = web.RequestKey("request_id", str)

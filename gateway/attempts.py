@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import CLOCK, ROUTER
-from gateway.dialects.base import TargetView
-from gateway.errors import GatewayError, UpstreamFailed
+from gateway.appkeys import CLOCK, ROUTER, SCRUBBER
+from gateway.dialects.base import TargetView, UpstreamRequest
+from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
 from gateway.keys import KeyState
 from gateway.limits import Admission
 from gateway.routing import RouteEntry, TargetEntry
+from gateway.scrub import Scrubber
 from gateway.upstream import AttemptFailed
 
 log = logging.getLogger("gateway.attempts")
@@ -67,21 +68,55 @@ def upstream_body(body: dict[str, Any], target: TargetEntry, thinking: bool) -> 
     return body, target.model
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one target is sent for this request, built once: attempts send it, the budget reserves for it."""
+
+    model: str
+    request: UpstreamRequest
+    output_cap: int | None   # the dialect's bound on billed output in `request`; None: it sets none
+
+
+def plan(body: dict[str, Any], candidates: list[TargetEntry], thinking: bool,
+         stream: bool) -> dict[TargetEntry, Plan]:
+    """Each candidate's upstream request, after every dialect and `thinking` adjustment.
+
+    Built before admission, so a reservation assumes exactly what a retry to any of
+    these targets would send (a thinking budget raising `max_tokens`, say).
+    """
+    plans = {}
+    for target in candidates:
+        sent, model = upstream_body(body, target, thinking)
+        try:
+            req = target.dialect.build_request(sent, _view(target, model), stream)
+        except Exception as exc:  # validation missed a shape this dialect cannot take: still the client's request
+            log.warning("dialect %s could not translate a request: %s", target.dialect.name, type(exc).__name__)
+            raise InvalidRequest(f"The request cannot be translated for the provider of {target.model!r}: "
+                                 "check the shapes of messages, tools and their parts.") from None
+        plans[target] = Plan(model, req, target.dialect.output_cap(req.body))
+    return plans
+
+
+def worst_cost(plans: dict[TargetEntry, Plan], prompt: int) -> float:
+    """The most the request can cost on any target a retry may reach: its prompt and its output bound."""
+    return max(target.cost(prompt, p.output_cap or 0) for target, p in plans.items())
+
+
 def final_error(failure: AttemptFailed) -> GatewayError:
     if failure.kind == "auth":
         return UpstreamFailed("The upstream provider refused the gateway's credentials.",
                               code="upstream_auth_failed")
-    if failure.client_fault:   # as the upstream said: its status, message, type, code and param
+    if failure.client_fault:   # as the upstream said (scrubbed as foreign): its status, message, type, code, param
         details = failure.details
         return GatewayError(failure.message, status=failure.status, type=details.get("type"),
-                            code=details.get("code", "upstream_rejected"), param=details.get("param"))
+                            code=details.get("code", "upstream_rejected"), param=details.get("param"), foreign=True)
     if failure.kind == "timeout":
         return GatewayError(f"Upstream timed out: {failure.message}", status=504, type="api_error",
-                            code="upstream_timeout")
+                            code="upstream_timeout", foreign=True)
     if failure.kind == "too_large":
         return UpstreamFailed(f"The upstream answer was too large: {failure.message}", code="upstream_too_large")
     status = f" (last upstream status {failure.status})" if failure.status else ""
-    return UpstreamFailed(f"All upstream attempts failed{status}: {failure.message}")
+    return UpstreamFailed(f"All upstream attempts failed{status}: {failure.message}", foreign=True)
 
 
 def _next(order: list[TargetEntry], after: int, refused: set[str]) -> int | None:
@@ -104,7 +139,7 @@ def _note(router, target: TargetEntry, failure: AttemptFailed, now: float) -> No
 
 
 async def attempt_loop(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
-                       body: dict[str, Any], thinking: bool, attempt):
+                       plans: dict[TargetEntry, Plan], attempt):
     """Try targets in order (wrapping around) until one works or retries run out.
 
     A retryable failure waits (backoff; the upstream's Retry-After when the next
@@ -113,22 +148,21 @@ async def attempt_loop(request: web.Request, ex: Exchange, entry: RouteEntry, or
     another provider may still answer.
     """
     app = request.app
-    router, clock = app[ROUTER], app[CLOCK]
+    router, clock, scrubber = app[ROUTER], app[CLOCK], app[SCRUBBER]
     retries = entry.route.retries
     refused: set[str] = set()
     index: int | None = 0
     for n in range(retries + 1):
         target = order[index]
-        sent, model = upstream_body(body, target, thinking)
-        ex.use_target(target, model)
+        chosen = plans[target]
+        ex.use_target(target, chosen.model)
         ex.attempts = n + 1
         ex.headers["x-gateway-attempts"] = str(n + 1)
         began = clock.monotonic()
         try:
-            return await attempt(target, target.dialect.build_request(sent, _view(target, model), bool(
-                body.get("stream"))), began)
+            return await attempt(target, chosen.request, began)
         except AttemptFailed as exc:
-            failure = exc
+            failure = _scrubbed(exc, scrubber)
             _note(router, target, exc, clock.now())
             if exc.kind == "auth":
                 refused.add(target.provider)
@@ -139,6 +173,13 @@ async def attempt_loop(request: web.Request, ex: Exchange, entry: RouteEntry, or
                 same = order[index].provider == target.provider
                 await asyncio.sleep(router.backoff(n, exc.retry_after if same else None))
     raise final_error(failure)
+
+
+def _scrubbed(failure: AttemptFailed, scrubber: Scrubber) -> AttemptFailed:
+    """Whatever an upstream wrote loses the secrets we hold here, where every attempt's failure passes."""
+    failure.message = scrubber.text(failure.message)
+    failure.details = {k: v for k, v in failure.details.items() if scrubber.text(v) == v}
+    return failure
 
 
 def _view(target: TargetEntry, model: str) -> TargetView:

@@ -5,28 +5,32 @@ unexpected) into answers through `error_response`. Nothing else builds an error 
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9_\-\.=]{6,}|sk-ant-[A-Za-z0-9_\-]{6,})")
+from gateway.scrub import Scrubber
 
-
-def redact(text: str) -> str:
-    """Hide anything shaped like a key, e.g. an upstream error echoing ours."""
-    return _SECRET.sub("[redacted]", text)
+_NO_SECRETS = Scrubber()
 
 
 class GatewayError(Exception):
+    """An answer the gateway gives on purpose.
+
+    `foreign` marks an error whose fields were copied from an upstream: those pass
+    the whole scrubber (key shapes too) and keep `type`/`code`/`param` only when
+    they look like codes. The gateway's own messages only lose held secret values,
+    so a hint such as "send 'Authorization: Bearer sk-...'" reads as written.
+    """
+
     status = 400
     type = "invalid_request_error"
     code: str | None = None
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
                  status: int | None = None, type: str | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, foreign: bool = False):
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -37,10 +41,22 @@ class GatewayError(Exception):
             self.type = type
         self.param = param
         self.headers = headers or {}
+        self.foreign = foreign
 
-    def envelope(self) -> dict[str, Any]:
-        return {"error": {"message": redact(self.message), "type": self.type,
-                          "param": self.param, "code": self.code}}
+    def envelope(self, scrubber: Scrubber = _NO_SECRETS) -> dict[str, Any]:
+        if not self.foreign:
+            return {"error": {"message": scrubber.values(self.message), "type": self.type,
+                              "param": scrubber.values(self.param) if self.param else None, "code": self.code}}
+        client = self.status < 500
+        return {"error": {"message": scrubber.text(self.message),
+                          "type": scrubber.code(self.type, "invalid_request_error" if client else "api_error"),
+                          "param": scrubber.param(self.param), "code": self.ledger_code(scrubber)}}
+
+    def ledger_code(self, scrubber: Scrubber = _NO_SECRETS) -> str | None:
+        """The code the ledger and the access log keep: short (`[a-z0-9_.-]{1,64}`), and never a secret."""
+        if self.code is None and not self.foreign:
+            return None
+        return scrubber.code(self.code, "upstream_rejected" if self.status < 500 else "upstream_error")
 
 
 class InvalidRequest(GatewayError):
@@ -88,14 +104,15 @@ class ServiceUnavailable(GatewayError):
     code = "service_unavailable"
 
 
-def error_response(err: GatewayError, request_id: str | None = None) -> web.Response:
+def error_response(err: GatewayError, request_id: str | None = None,
+                   scrubber: Scrubber = _NO_SECRETS) -> web.Response:
     headers = dict(err.headers)
     if request_id:
         headers["x-request-id"] = request_id
-    return web.Response(status=err.status, body=orjson.dumps(err.envelope()),
+    return web.Response(status=err.status, body=orjson.dumps(err.envelope(scrubber)),
                         content_type="application/json", headers=headers)
 
 
-def error_event(err: GatewayError) -> bytes:
+def error_event(err: GatewayError, scrubber: Scrubber = _NO_SECRETS) -> bytes:
     """The one final SSE event of a stream that failed after it started."""
-    return b"data: " + orjson.dumps(err.envelope()) + b"\n\n"
+    return b"data: " + orjson.dumps(err.envelope(scrubber)) + b"\n\n"

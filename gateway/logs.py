@@ -1,8 +1,9 @@
 """Log formatting: one JSON object per line by default, `key=value` text for people.
 
 The access log is one line per chat request with the fields operators filter
-on; it never carries a secret or a prompt. Any message is passed through
-`redact` so a key-shaped string echoed by an upstream cannot reach a log.
+on; it never carries a secret or a prompt. Every message passes the app's
+scrubber (the secret values it holds, and key shapes), so a key echoed by an
+upstream cannot reach a log whatever its shape.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import redact
+from gateway.scrub import Scrubber
 
 ACCESS = logging.getLogger("gateway.access")
 
@@ -21,25 +22,31 @@ _ACCESS_FIELDS = ("request_id", "key_id", "route", "provider", "upstream_model",
                   "ttft_ms", "attempts")
 
 
-def _base(record: logging.LogRecord) -> dict[str, Any]:
-    return {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(), "logger": record.name, "msg": redact(record.getMessage())}
+class _Scrubbing(logging.Formatter):
+    """A formatter that scrubs every message; `scrub_with` hands it the app's scrubber."""
+
+    scrubber = Scrubber()
+
+    def _base(self, record: logging.LogRecord) -> dict[str, Any]:
+        return {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+                "level": record.levelname.lower(), "logger": record.name,
+                "msg": self.scrubber.text(record.getMessage())}
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_Scrubbing):
     def format(self, record: logging.LogRecord) -> str:
-        out = _base(record)
+        out = self._base(record)
         fields = getattr(record, "fields", None)
         if fields:
             out.update(fields)
         if record.exc_info and record.levelno >= logging.ERROR:
-            out["error"] = redact(f"{record.exc_info[0].__name__}")
+            out["error"] = record.exc_info[0].__name__
         return orjson.dumps(out).decode()
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_Scrubbing):
     def format(self, record: logging.LogRecord) -> str:
-        out = _base(record)
+        out = self._base(record)
         line = f"{out['ts']} {out['level']:<7} {out['logger']}: {out['msg']}"
         fields = getattr(record, "fields", None)
         if fields:
@@ -54,6 +61,13 @@ def setup(level: str = "info", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def scrub_with(scrubber: Scrubber) -> None:
+    """Point the root handlers' formatters at the app's scrubber (it learns secrets on reload)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, _Scrubbing):
+            handler.formatter.scrubber = scrubber
 
 
 def access(row: dict[str, Any], key_prefix: str) -> None:

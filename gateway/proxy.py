@@ -7,14 +7,14 @@ valid key leaves exactly one ledger row, whatever happens (`finally`).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway import logs, protocol
-from gateway.appkeys import CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, REQUEST_ID, ROUTER, TABLE, UPSTREAM
-from gateway.attempts import Exchange, attempt_loop
+from gateway.appkeys import (CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, REQUEST_ID, ROUTER, SCRUBBER, TABLE,
+                             UPSTREAM)
+from gateway.attempts import Exchange, Plan, attempt_loop, plan, worst_cost
 from gateway.body import read_body
 from gateway.dialects.base import Completion, UpstreamError
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
@@ -41,7 +41,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return await _serve(request, ex, table)
     except GatewayError as err:
         ex.row["http_status"] = err.status
-        ex.row["error_code"] = err.code
+        ex.row["error_code"] = err.ledger_code(app[SCRUBBER])
         if ex.row["status"] != "ok":
             ex.row["status"] = "error" if ex.admission is not None else "rejected"
         err.headers = {**ex.headers, **err.headers}
@@ -88,20 +88,19 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable) -> web
         raise InvalidRequest(f"No target of {entry.name!r} supports thinking.", param="thinking",
                              code="thinking_not_supported")
     prompt = estimate_prompt(body)
-    max_out = protocol.max_output_tokens(body) or 0
-    worst = max(t.cost(prompt, max_out) for t in candidates)
+    plans = plan(body, candidates, thinking, stream)
     clock = app[CLOCK]
-    ex.admission = await app[LIMITER].admit(ex.key, clock.now(), prompt, worst)
+    ex.admission = await app[LIMITER].admit(ex.key, clock.now(), prompt, worst_cost(plans, prompt))
     ex.headers.update(ex.admission.headers)
     order = app[ROUTER].order(entry.name, entry.route, candidates, clock.now())
     if stream:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return await relay_stream(request, ex, entry, order, body, thinking, prompt, include_usage)
-    return await _complete(request, ex, entry, order, body, thinking, prompt)
+        return await relay_stream(request, ex, entry, order, plans, prompt, include_usage)
+    return await _complete(request, ex, entry, order, plans, prompt)
 
 
 async def _complete(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
-                    body: dict[str, Any], thinking: bool, prompt: int) -> web.Response:
+                    plans: dict[TargetEntry, Plan], prompt: int) -> web.Response:
     app = request.app
     upstream, router, clock = app[UPSTREAM], app[ROUTER], app[CLOCK]
 
@@ -117,7 +116,7 @@ async def _complete(request: web.Request, ex: Exchange, entry: RouteEntry, order
         router.succeeded(target, clock.monotonic() - began)
         return done
 
-    done = await attempt_loop(request, ex, entry, order, body, thinking, attempt)
+    done = await attempt_loop(request, ex, entry, order, plans, attempt)
     created = int(clock.now())
     answer, usage, estimated = completion_body(done, f"chatcmpl-{ex.request_id}", created, entry.name, prompt)
     ex.book(usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens, estimated)

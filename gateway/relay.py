@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import CLOCK, OPTIONS, ROUTER, TABLE, UPSTREAM
-from gateway.attempts import Exchange, attempt_loop
+from gateway.appkeys import CLOCK, OPTIONS, ROUTER, SCRUBBER, TABLE, UPSTREAM
+from gateway.attempts import Exchange, Plan, attempt_loop
 from gateway.dialects.base import UpstreamError
 from gateway.errors import GatewayError, UpstreamFailed, error_event
 from gateway.sse import KEEPALIVE, SSEDecoder
@@ -121,7 +120,7 @@ async def _next(leg: _Leg, timeout: float, on_silence=None, every: float = 0.0) 
 
 
 async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
-                       body: dict[str, Any], thinking: bool, prompt: int, include_usage: bool) -> web.StreamResponse:
+                       plans: dict[TargetEntry, Plan], prompt: int, include_usage: bool) -> web.StreamResponse:
     app = request.app
     upstream, router, clock = app[UPSTREAM], app[ROUTER], app[CLOCK]
     timeout, every = entry.route.timeout, app[OPTIONS].keepalive_interval
@@ -143,7 +142,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
         router.succeeded(target, clock.monotonic() - began)
         return leg, first
 
-    leg, first = await attempt_loop(request, ex, entry, order, body, thinking, attempt)
+    leg, first = await attempt_loop(request, ex, entry, order, plans, attempt)
     response = _EventStream(status=200, headers={**_STREAM_HEADERS, **ex.headers})
     ex.row["http_status"] = 200
     try:
@@ -155,7 +154,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
     except (UpstreamError, AttemptFailed) as exc:
         err = _mid_stream_error(exc)
         ex.row["status"], ex.row["error_code"] = "error", err.code
-        await _write_quietly(response, error_event(err))
+        await _write_quietly(response, error_event(err, app[SCRUBBER]))
     except ConnectionResetError:
         ex.row["status"] = "cancelled"
     except asyncio.CancelledError:
@@ -185,8 +184,9 @@ def _mid_stream_error(exc: Exception) -> GatewayError:
     if isinstance(exc, AttemptFailed) and exc.kind == "too_large":
         return UpstreamFailed(f"The upstream answer was too large: {exc.message}", code="upstream_too_large")
     if isinstance(exc, AttemptFailed) and exc.kind == "timeout":
-        return GatewayError(f"Upstream stalled: {exc.message}", status=504, type="api_error", code="upstream_timeout")
-    return UpstreamFailed(f"The upstream stream failed: {getattr(exc, 'message', str(exc))}")
+        return GatewayError(f"Upstream stalled: {exc.message}", status=504, type="api_error", code="upstream_timeout",
+                            foreign=True)
+    return UpstreamFailed(f"The upstream stream failed: {getattr(exc, 'message', str(exc))}", foreign=True)
 
 
 async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:

@@ -12,9 +12,10 @@ import signal
 
 from aiohttp import web
 
-from gateway.appkeys import KEYS, OPTIONS, STORE, TABLE
+from gateway.appkeys import KEYS, OPTIONS, SCRUBBER, STORE, TABLE
 from gateway.config import ConfigError, load_config
 from gateway.routing import RoutingTable
+from gateway.scrub import config_secrets
 
 log = logging.getLogger("gateway.reload")
 
@@ -42,6 +43,7 @@ def reload_now(app: web.Application) -> bool:
     except (UnicodeDecodeError, ValueError) as exc:
         log.error("config reload of %s refused, old config stays: (file) %s", path, type(exc).__name__)
         return False
+    app[SCRUBBER].remember(config_secrets(table.config))   # before any request can use a new key
     app[TABLE].table = table   # one assignment: a request sees the old table or the new, never a mix
     log.info("config reloaded from %s: %d routes", path, len(table.routes))
     return True

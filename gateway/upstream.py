@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from gateway.dialects.base import UpstreamError, UpstreamRequest
-from gateway.errors import redact
+from gateway.scrub import shapes as redact
 
 log = logging.getLogger("gateway.upstream")
 

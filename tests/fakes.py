@@ -69,6 +69,7 @@ class FakeUpstream:
         self.cancelled = 0            # streams whose client (the gateway) went away
         self.peers: list[tuple] = []  # the gateway's address per request: a reused connection repeats it
         self.active = 0
+        self.greedy = False           # default answers bill every output token the request allowed
 
     def queue(self, *behaviours: Behaviour) -> None:
         self._queue.extend(behaviours)
@@ -82,6 +83,8 @@ class FakeUpstream:
     def _default(self, body: dict[str, Any], path: str) -> Behaviour:
         if self.default is not None:
             return self.default
+        if self.greedy:
+            return greedy_answer(body, path.endswith("/messages"))
         if path.endswith("/messages"):
             if body.get("stream"):
                 return Behaviour(sse=fixture_sse("anthropic/text-ping.sse"))
@@ -144,3 +147,34 @@ def _pieces(b: Behaviour) -> list[bytes]:
     size = b.chunk_size or len(b.sse) or 1
     return [b.sse[i:i + size] for i in range(0, len(b.sse), size)]
 
+def greedy_answer(body: dict[str, Any], anthropic: bool) -> Behaviour:
+    """The worst an upstream may bill: every output token the request allowed (its max_tokens fields)."""
+    caps = [v for v in (body.get("max_tokens"), body.get("max_completion_tokens")) if isinstance(v, int)]
+    out = max(caps) if caps else 100_000
+    if anthropic:
+        usage = {"input_tokens": 10, "output_tokens": out}
+        if not body.get("stream"):
+            return Behaviour(json={"id": "msg_g", "type": "message", "role": "assistant", "model": body.get("model"),
+                                   "content": [{"type": "text", "text": "Hi"}], "stop_reason": "max_tokens",
+                                   "usage": usage})
+        start = {"type": "message_start", "message": {"id": "msg_g", "type": "message", "role": "assistant",
+                                                      "content": [], "model": body.get("model"), "stop_reason": None,
+                                                      "usage": {"input_tokens": 10, "output_tokens": 1}}}
+        events = [("message_start", start),
+                  ("content_block_start", {"type": "content_block_start", "index": 0,
+                                           "content_block": {"type": "text", "text": ""}}),
+                  ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                           "delta": {"type": "text_delta", "text": "Hi"}}),
+                  ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                  ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "max_tokens"},
+                                     "usage": {"output_tokens": out}}),
+                  ("message_stop", {"type": "message_stop"})]
+        return Behaviour(sse=b"".join(f"event: {n}\ndata: {json.dumps(d)}\n\n".encode() for n, d in events))
+    usage = {"prompt_tokens": 10, "completion_tokens": out, "total_tokens": 10 + out}
+    if not body.get("stream"):
+        return Behaviour(json={**openai_text(model=body.get("model", ""), usage=False), "usage": usage})
+    head = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body.get("model", "")}
+    events = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"},
+                                    "finish_reason": "length"}]},
+              {**head, "choices": [], "usage": usage}]
+    return Behaviour(sse=b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n")

@@ -18,6 +18,7 @@ from gateway.dialects.base import (
     SSEEvent,
     TargetView,
     UpstreamError,
+    largest_count,
     UpstreamRequest,
     Usage,
 )
@@ -392,3 +393,11 @@ class AnthropicStreamDecoder:
         if kind == "overloaded_error":
             raise UpstreamError(message, status=529, retryable=True)
         raise UpstreamError(message, status=502, retryable=False)
+
+
+def output_cap(sent: dict[str, Any]) -> int | None:
+    """The most output tokens the upstream may bill for the body `build_request` made (None: no bound sent).
+
+    Budget reservations are computed from this, after every dialect and `thinking` adjustment.
+    """
+    return largest_count(sent, "max_tokens")

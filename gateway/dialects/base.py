@@ -7,6 +7,7 @@ The shared stream transformer turns `Delta`s into OpenAI chunks.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,6 +78,13 @@ class TargetView:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def largest_count(body: dict[str, Any], *fields: str) -> int | None:
+    """The largest of these numeric fields of an upstream body (a bound on output tokens), or None."""
+    found = [v for f in fields if isinstance(v := body.get(f), (int, float)) and not isinstance(v, bool)
+             and math.isfinite(v)]
+    return math.ceil(max(found)) if found else None
+
+
 class UpstreamError(Exception):
     """An upstream answered with an error the dialect recognised in its body."""
 
@@ -100,6 +108,7 @@ class Dialect(Protocol):
     name: str
 
     def build_request(self, body: dict[str, Any], target: TargetView, stream: bool) -> UpstreamRequest: ...
+    def output_cap(self, sent: dict[str, Any]) -> int | None: ...
     def parse_response(self, data: dict[str, Any]) -> Completion: ...
     def stream_decoder(self) -> StreamDecoder: ...
     def error_message(self, data: Any) -> str | None: ...

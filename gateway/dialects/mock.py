@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from gateway.dialects import openai as _openai
-from gateway.dialects.base import TargetView, UpstreamRequest
-from gateway.tokens import count_text
+from gateway.dialects.base import TargetView, UpstreamRequest, largest_count
+from gateway.tokens import count_words   # what a tokenizer would bill: no safety margin
 
 name = "mock"
 local = True   # answered in-process: the transport calls `answer` / `stream_events`
@@ -50,6 +50,18 @@ def _words(text: str) -> list[str]:
     return [p if i == 0 else " " + p for i, p in enumerate(parts) if p or i == 0]
 
 
+def _within(words: list[str], limit: int, used: int) -> tuple[list[str], int]:
+    """The leading words that fit in `limit` tokens after `used`, and the tokens then used."""
+    kept = []
+    for word in words:
+        cost = count_words(word)
+        if used + cost > limit:
+            break
+        kept.append(word)
+        used += cost
+    return kept, used
+
+
 def _forced_tool(body: dict[str, Any]) -> str | None:
     """The function a `required` or named tool_choice makes the mock call (custom tools it cannot call)."""
     choice, tools = body.get("tool_choice"), body.get("tools")
@@ -76,19 +88,18 @@ def _plan(body: dict[str, Any]) -> dict[str, Any]:
     if fn is not None:
         tool = {"id": "call_mock_0", "type": "function", "function": {"name": fn, "arguments": "{}"}}
         words, finish = [], "tool_calls"
-    if limit is not None:
-        kept, used = [], count_text("".join(reasoning))
-        for word in words:
-            used += count_text(word)
-            if used > limit:
-                finish = "length"
-                break
-            kept.append(word)
-        words = kept
-    prompt = sum(4 + count_text(m.get("content") if isinstance(m.get("content"), str) else "")
+    if limit is not None:   # as a real provider: reasoning, text and the call all bill inside the limit
+        wanted = (len(reasoning), len(words), tool)
+        reasoning, used = _within(reasoning, limit, 0)
+        words, used = _within(words, limit, used)
+        if tool and used + 2 > limit:
+            tool = None
+        if (len(reasoning), len(words), tool) != wanted:
+            finish = "length"
+    prompt = sum(4 + count_words(m.get("content") if isinstance(m.get("content"), str) else "")
                  for m in body.get("messages") or ()) + 3
-    reasoning_tokens = count_text("".join(reasoning))
-    completion = count_text("".join(words)) + reasoning_tokens + (2 if tool else 0)
+    reasoning_tokens = count_words("".join(reasoning))
+    completion = count_words("".join(words)) + reasoning_tokens + (2 if tool else 0)
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
              "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
     return {"model": model, "reasoning": reasoning, "words": words, "tool": tool, "finish": finish, "usage": usage}
@@ -125,3 +136,11 @@ def stream_events(req: UpstreamRequest) -> list[bytes]:
     events.append(event({}, usage=plan["usage"]))
     events.append(b"data: [DONE]\n\n")
     return events
+
+
+def output_cap(sent: dict[str, Any]) -> int | None:
+    """The most output tokens the upstream may bill for the body `build_request` made (None: no bound sent).
+
+    Budget reservations are computed from this, after every dialect and `thinking` adjustment.
+    """
+    return largest_count(sent, "max_tokens", "max_completion_tokens")

@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 
-from gateway.dialects.base import Completion, Delta, SSEEvent, TargetView, UpstreamError, UpstreamRequest, Usage
+from gateway.dialects.base import (Completion, Delta, SSEEvent, TargetView, UpstreamError, UpstreamRequest, Usage,
+                                   largest_count)
 
 name = "openai"
 
@@ -192,3 +193,17 @@ class StreamDecoder:
 
 def stream_decoder() -> StreamDecoder:
     return StreamDecoder()
+
+
+def output_cap(sent: dict[str, Any]) -> int | None:
+    """The most output tokens the upstream may bill for the body `build_request` made (None: no bound sent).
+
+    Budget reservations are computed from this, after every dialect and `thinking` adjustment. A
+    forwarded `thinking.budget_tokens` is added: OpenAI-compatible providers differ on whether it
+    counts inside `max_tokens`, so the reservation assumes it does not.
+    """
+    cap = largest_count(sent, "max_tokens", "max_completion_tokens")
+    thinking = sent.get("thinking")
+    if cap is not None and isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        cap += largest_count(thinking, "budget_tokens") or 0
+    return cap
