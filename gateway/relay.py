@@ -2,7 +2,9 @@
 
 Before the first chunk reaches the client a failure is retried on the next
 target; after it, the stream ends with one `data: {"error": ...}` event and no
-`[DONE]`. `timeout` bounds every wait for the next chunk; long waits get keep-alive comments.
+`[DONE]`. `timeout` bounds every wait for the next chunk; long waits get keep-alive comments,
+from the start: while attempts still run, the 200 headers and comments (never a data event) may
+go out, and if every attempt then fails the stream is that one error event.
 """
 from __future__ import annotations
 
@@ -30,6 +32,64 @@ class _EventStream(web.StreamResponse):
     """The headers leave with the first chunk, in one write, rather than alone at prepare()."""
 
     _send_headers_immediately = False   # aiohttp's own switch (web.Response sets it too)
+
+
+class _Opening:
+    """The client's side while attempts run: after `every` seconds with nothing for the client, the
+    200 headers and a `: keep-alive` go out (and another each `every` seconds), though a retry may still
+    come. A timer, not a task, so a stream whose first chunk comes in time pays almost nothing.
+    """
+
+    __slots__ = ("_request", "_ex", "_every", "_loop", "_timer", "_beat", "_done", "response")
+
+    def __init__(self, request: web.Request, ex: Exchange, every: float):
+        self._request, self._ex, self._every = request, ex, every
+        self._loop = asyncio.get_running_loop()
+        self._beat: asyncio.Task | None = None
+        self._done = False
+        self.response: _EventStream | None = None
+        self._timer = self._loop.call_later(every, self._due)
+
+    def _due(self) -> None:
+        self._beat = self._loop.create_task(self._keepalive())
+
+    async def _keepalive(self) -> None:
+        try:
+            await (await self._prepared()).write(KEEPALIVE)
+        except ConnectionResetError:
+            return   # the client left: the handler is cancelled, or its next write says so
+        if not self._done:
+            self._timer = self._loop.call_later(self._every, self._due)
+
+    async def _prepared(self) -> _EventStream:
+        if self.response is None:
+            self.response = _EventStream(status=200, headers={**_STREAM_HEADERS, **self._ex.headers})
+            self._ex.row["http_status"] = 200
+            await self.response.prepare(self._request)
+        return self.response
+
+    async def settle(self) -> _EventStream | None:
+        """No more keep-alives from here; the response if its headers went out (after any comment in flight)."""
+        self._halt()
+        beat, self._beat = self._beat, None
+        if beat is not None:
+            await beat
+        return self.response
+
+    async def open(self) -> _EventStream:
+        """The response, prepared, for the first chunk."""
+        await self.settle()
+        return await self._prepared()
+
+    def stop(self) -> None:
+        """The request ends here (cancelled, or a bug): a comment in flight is dropped."""
+        self._halt()
+        if self._beat is not None:
+            self._beat.cancel()
+
+    def _halt(self) -> None:
+        self._done = True
+        self._timer.cancel()
 
 
 class _Leg:
@@ -142,16 +202,26 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
         router.succeeded(target, clock.monotonic() - began)
         return leg, first
 
-    leg, first = await attempt_loop(request, ex, entry, order, plans, attempt)
-    response = _EventStream(status=200, headers={**_STREAM_HEADERS, **ex.headers})
-    ex.row["http_status"] = 200
+    opening = _Opening(request, ex, every)
     try:
-        await response.prepare(request)
+        leg, first = await attempt_loop(request, ex, entry, order, plans, attempt)
+    except GatewayError as err:
+        response = await opening.settle()
+        if response is None:
+            raise    # nothing went out yet: an ordinary error answer
+        ex.row["status"], ex.row["error_code"] = "error", err.code
+        await _write_quietly(response, error_event(err, app[SCRUBBER]))
+        return response
+    except BaseException:
+        opening.stop()
+        raise
+    try:
+        response = await opening.open()
         ex.row["ttft_ms"] = round((clock.monotonic() - ex.started) * 1000, 3)
         await response.write(first)
         await _pump(leg, response, timeout, every)
         ex.row["status"] = "ok"
-    except (UpstreamError, AttemptFailed) as exc:
+    except (UpstreamError, AttemptFailed) as exc:   # only _pump raises these: the response is open
         err = _mid_stream_error(exc)
         ex.row["status"], ex.row["error_code"] = "error", err.code
         await _write_quietly(response, error_event(err, app[SCRUBBER]))

@@ -29,6 +29,8 @@ class Behaviour:
     headers: dict[str, str] = field(default_factory=dict)
     reset_after: int | None = None   # drop the connection after this many pieces
     stall_after: int | None = None   # go silent (forever) after this many pieces
+    pause_after: int | None = None   # go silent for `pause` seconds after this many pieces, then go on
+    pause: float = 0.0
     flood: int = 0                   # after the pieces, this many more bytes of `flood_with` repeated, 1 MiB a write
     flood_with: bytes = b"a"
 
@@ -124,6 +126,8 @@ class FakeUpstream:
                 return response
             if b.stall_after is not None and n >= b.stall_after:
                 await asyncio.sleep(3600)
+            if b.pause_after is not None and n == b.pause_after:
+                await asyncio.sleep(b.pause)
             if b.delay:
                 await asyncio.sleep(b.delay)
             await response.write(piece)
@@ -146,6 +150,7 @@ def _pieces(b: Behaviour) -> list[bytes]:
         return [event + b"\n\n" for event in b.sse.split(b"\n\n") if event]
     size = b.chunk_size or len(b.sse) or 1
     return [b.sse[i:i + size] for i in range(0, len(b.sse), size)]
+
 
 def greedy_answer(body: dict[str, Any], anthropic: bool) -> Behaviour:
     """The worst an upstream may bill: every output token the request allowed (its max_tokens fields)."""
