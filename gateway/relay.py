@@ -209,7 +209,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
         response = await opening.settle()
         if response is None:
             raise    # nothing went out yet: an ordinary error answer
-        ex.row["status"], ex.row["error_code"] = "error", err.code
+        ex.row["status"], ex.row["error_code"] = "error", err.ledger_code(app[SCRUBBER])
         await _write_quietly(response, error_event(err, app[SCRUBBER]))
         return response
     except BaseException:
@@ -223,7 +223,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
         ex.row["status"] = "ok"
     except (UpstreamError, AttemptFailed) as exc:   # only _pump raises these: the response is open
         err = _mid_stream_error(exc)
-        ex.row["status"], ex.row["error_code"] = "error", err.code
+        ex.row["status"], ex.row["error_code"] = "error", err.ledger_code(app[SCRUBBER])
         await _write_quietly(response, error_event(err, app[SCRUBBER]))
     except ConnectionResetError:
         ex.row["status"] = "cancelled"

@@ -6,6 +6,7 @@ then fails, the stream is one error event and no [DONE].
 """
 from __future__ import annotations
 
+import json
 import time
 
 from tests.conftest import check_error, check_stream, joined, parse_sse
@@ -116,3 +117,20 @@ async def test_a_quick_failure_is_still_a_plain_error_answer(start_gateway, upst
     gw = await gateway(start_gateway, upstream)
     _, resp, _ = await timed_lines(gw)
     assert resp.status == 400 and resp.headers["content-type"].startswith("application/json")
+
+
+async def test_an_upstream_refusal_after_keepalives_is_an_event_with_scrubbed_fields(start_gateway, upstream):
+    # a 400 that comes after the headers went out: the status cannot change, so it is the one error
+    # event; its message echoes our key and its code is no short code: neither reaches the event or the row
+    body = {"error": {"message": "no, upstream-secret-key-123", "code": "Not A Short Code!"}}
+    upstream.queue(Behaviour(status=400, hang=0.4, json=body))
+    gw = await gateway(start_gateway, upstream, retries=1)
+    _, resp, lines = await timed_lines(gw)
+    assert resp.status == 200 and len(comments(lines)) >= 2
+    events = parse_sse(b"".join(line for _, line in lines))
+    assert len(events) == 1 and "upstream-secret" not in json.dumps(events)
+    err = check_error(events[0], "upstream_rejected")
+    assert err["message"].startswith("no, ")
+    assert len(upstream.requests) == 1                      # a 4xx is not retried, headers or not
+    row = (await gw.rows())[-1]
+    assert row["status"] == "error" and row["http_status"] == 200 and row["error_code"] == "upstream_rejected"
