@@ -2,9 +2,10 @@
 
 `record` only appends to a list. Every `interval` (50 ms) a drain hands the
 list to the store (`Store.drain`), which writes a batch per transaction and
-takes it off the head of the list once committed; the SQLite store stays in its
-own thread while rows keep coming, so commits do not wait for a busy event loop
-and a SIGKILL loses only the rows of about the last interval. `flush` waits
+takes it off the head of the list once committed. Both stores drain from a
+thread of their own and stay there while rows keep coming, so commits do not
+wait for a busy event loop and a SIGKILL loses only the rows of about the last
+interval. `flush` waits
 until the rows buffered when it was called are written; `close` writes
 everything that is left. Only one drain runs at a time, and it is shielded: a
 caller of `flush` that is cancelled (a client gone away) never cuts a

@@ -26,8 +26,8 @@ from typing import Any, Callable
 import orjson
 
 from gateway.migrate import apply_migrations
-from gateway.store import (KEY_COLUMNS, LEDGER_COLUMNS, KeyRow, RowRefused, Store, key_changes, key_values,
-                           ledger_values, spend_sql)
+from gateway.store import (DRAIN_IDLE, KEY_COLUMNS, LEDGER_COLUMNS, KeyRow, RowRefused, Store, key_changes,
+                           key_values, ledger_values, spend_sql)
 
 # A whole batch travels as one JSON parameter of one statement (its own transaction: whole or not at
 # all): executemany would take the GIL once per row, and starve the event loop under load.
@@ -212,13 +212,18 @@ class SqliteStore(Store):
     def _drain_here(self, rows: list[dict[str, Any]], batch: int, settled: Callable[[int], None],
                     linger: Callable[[], bool], interval: float) -> None:
         """In the worker thread. `rows` grows at its tail on the event loop (list operations hold the
-        GIL, so each is whole); a batch leaves the head once committed. Ends when an interval brings
-        no row, or when the buffer is empty and `linger()` says not to wait."""
-        while rows:
-            head = rows[:batch]
-            _insert(self._conn, head)
-            del rows[: len(head)]
-            settled(len(head))
+        GIL, so each is whole); a batch leaves the head once committed. Ends when the buffer is empty
+        and `linger()` says not to wait, or after DRAIN_IDLE without a row."""
+        quiet = 0.0
+        while rows or (quiet < DRAIN_IDLE and linger()):
+            if rows:
+                head = rows[:batch]
+                _insert(self._conn, head)
+                del rows[: len(head)]
+                settled(len(head))
+                quiet = 0.0
+            else:
+                quiet += interval
             self._worker.serve(interval if len(rows) < batch and linger() else 0.0)
 
     async def recent_admissions(self, since: str) -> list[tuple[str, str, int]]:
