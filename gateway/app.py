@@ -48,7 +48,7 @@ async def _limiter_ctx(app: web.Application):
 
 
 async def _upstream_ctx(app: web.Application):
-    upstream = Upstream.create()
+    upstream = Upstream.create(app[CLOCK])
     app[UPSTREAM] = upstream
     yield
     await upstream.close()

@@ -1,7 +1,6 @@
-"""One request's journey (`Exchange`) and the loop of attempts across a route's targets."""
+"""What each target is sent (`plan`), and the attempts across a route's targets until one answers."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
@@ -11,45 +10,12 @@ from aiohttp import web
 from gateway.appkeys import CLOCK, ROUTER, SCRUBBER
 from gateway.dialects.base import TargetView, UpstreamRequest
 from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
-from gateway.keys import KeyState
-from gateway.limits import Admission
+from gateway.exchange import Exchange
 from gateway.routing import RouteEntry, TargetEntry
 from gateway.scrub import Scrubber
 from gateway.upstream import AttemptFailed
 
 log = logging.getLogger("gateway.attempts")
-
-
-class Exchange:
-    """One request's journey: what the ledger row and the response headers need."""
-
-    __slots__ = ("request_id", "key", "row", "admission", "headers", "started", "attempts", "target")
-
-    def __init__(self, request_id: str, key: KeyState, created_at: str, started: float):
-        self.request_id = request_id
-        self.key = key
-        self.started = started
-        self.attempts = 0
-        self.target: TargetEntry | None = None
-        self.admission: Admission | None = None
-        self.headers: dict[str, str] = {"x-request-id": request_id}
-        self.row: dict[str, Any] = {"request_id": request_id, "key_id": key.row.id, "created_at": created_at,
-                                    "stream": 0, "status": "rejected", "prompt_tokens": 0, "completion_tokens": 0,
-                                    "total_tokens": 0, "cost_usd": 0.0, "attempts": 0}
-
-    def use_target(self, target: TargetEntry, model: str) -> None:
-        self.target = target
-        self.headers["x-gateway-provider"] = target.provider
-        self.headers["x-gateway-model"] = model
-        self.row["provider"] = target.provider
-        self.row["upstream_model"] = model
-
-    def book(self, prompt: int, completion: int, reasoning: int | None, estimated: bool) -> None:
-        row = self.row
-        row["prompt_tokens"], row["completion_tokens"], row["reasoning_tokens"] = prompt, completion, reasoning
-        row["total_tokens"] = prompt + completion
-        row["cost_usd"] = self.target.cost(prompt, completion) if self.target else 0.0
-        row["usage_source"] = "estimated" if estimated else "upstream"
 
 
 def upstream_body(body: dict[str, Any], target: TargetEntry, thinking: bool) -> tuple[dict[str, Any], str]:
@@ -102,7 +68,9 @@ def worst_cost(plans: dict[TargetEntry, Plan], prompt: int) -> float:
     return max(target.cost(prompt, p.output_cap or 0) for target, p in plans.items())
 
 
-def final_error(failure: AttemptFailed) -> GatewayError:
+def client_error(failure: AttemptFailed, started: bool = False) -> GatewayError:
+    """The one mapping from a failed attempt to what the client gets: an error answer, or (`started`:
+    after the first chunk) the stream's one error event."""
     if failure.kind == "auth":
         return UpstreamFailed("The upstream provider refused the gateway's credentials.",
                               code="upstream_auth_failed")
@@ -111,10 +79,13 @@ def final_error(failure: AttemptFailed) -> GatewayError:
         return GatewayError(failure.message, status=failure.status, type=details.get("type"),
                             code=details.get("code", "upstream_rejected"), param=details.get("param"), foreign=True)
     if failure.kind == "timeout":
-        return GatewayError(f"Upstream timed out: {failure.message}", status=504, type="api_error",
+        what = "stalled" if started else "timed out"
+        return GatewayError(f"Upstream {what}: {failure.message}", status=504, type="api_error",
                             code="upstream_timeout", foreign=True)
     if failure.kind == "too_large":
         return UpstreamFailed(f"The upstream answer was too large: {failure.message}", code="upstream_too_large")
+    if started:
+        return UpstreamFailed(f"The upstream stream failed: {failure.message}", foreign=True)
     status = f" (last upstream status {failure.status})" if failure.status else ""
     return UpstreamFailed(f"All upstream attempts failed{status}: {failure.message}", foreign=True)
 
@@ -128,51 +99,57 @@ def _next(order: list[TargetEntry], after: int, refused: set[str]) -> int | None
     return None
 
 
-def _note(router, target: TargetEntry, failure: AttemptFailed, now: float) -> None:
-    if failure.kind == "auth":
-        log.error("upstream %s refused the gateway's credentials (HTTP %s); check its api_key",
-                  target.provider, failure.status)
-    if failure.client_fault:
-        router.refused_client(target)
-    else:
-        router.failed(target, now)
+class Attempts:
+    """The attempts of one request across its route's targets, in the order its strategy gave.
 
-
-async def attempt_loop(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
-                       plans: dict[TargetEntry, Plan], attempt):
-    """Try targets in order (wrapping around) until one works or retries run out.
-
-    A retryable failure waits (backoff; the upstream's Retry-After when the next
-    attempt goes back to the same provider) and moves to the next target. A
-    provider that refused our credentials is not asked again in this request;
-    another provider may still answer.
+    The caller asks `next()` for a target and its prepared request, tries it, and says
+    `succeeded()` or `failed(exc)`; `failed` waits out the backoff (the upstream's
+    Retry-After when the next attempt goes back to the same provider) or, when no
+    attempt is left, raises the client's error. A provider that refused our
+    credentials is not asked again in this request; another provider may still answer.
     """
-    app = request.app
-    router, clock, scrubber = app[ROUTER], app[CLOCK], app[SCRUBBER]
-    retries = entry.route.retries
-    refused: set[str] = set()
-    index: int | None = 0
-    for n in range(retries + 1):
-        target = order[index]
-        chosen = plans[target]
-        ex.use_target(target, chosen.model)
-        ex.attempts = n + 1
-        ex.headers["x-gateway-attempts"] = str(n + 1)
-        began = clock.monotonic()
-        try:
-            return await attempt(target, chosen.request, began)
-        except AttemptFailed as exc:
-            failure = _scrubbed(exc, scrubber)
-            _note(router, target, exc, clock.now())
-            if exc.kind == "auth":
-                refused.add(target.provider)
-            index = _next(order, index, refused)
-            if index is None or n == retries or not (exc.retryable or exc.kind == "auth"):
-                break
-            if exc.retryable:
-                same = order[index].provider == target.provider
-                await asyncio.sleep(router.backoff(n, exc.retry_after if same else None))
-    raise final_error(failure)
+
+    __slots__ = ("_ex", "_order", "_plans", "_retries", "_router", "_clock", "_scrubber", "_refused",
+                 "_index", "_target", "_began")
+
+    def __init__(self, app: web.Application, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
+                 plans: dict[TargetEntry, Plan]):
+        self._ex, self._order, self._plans, self._retries = ex, order, plans, entry.route.retries
+        self._router, self._clock, self._scrubber = app[ROUTER], app[CLOCK], app[SCRUBBER]
+        self._refused: set[str] = set()
+        self._index = 0
+        self._target = order[0]
+        self._began = 0.0
+
+    def next(self) -> tuple[TargetEntry, Plan]:
+        target = self._target = self._order[self._index]
+        chosen = self._plans[target]
+        self._ex.use_target(target, chosen.model)
+        self._began = self._clock.monotonic()
+        return target, chosen
+
+    def succeeded(self) -> None:
+        self._router.succeeded(self._target, self._clock.monotonic() - self._began)
+
+    async def failed(self, exc: AttemptFailed) -> None:
+        """Record the failure; return when the next attempt may start, or raise the client's error."""
+        failure, target = _scrubbed(exc, self._scrubber), self._target
+        if failure.kind == "auth":
+            log.error("upstream %s refused the gateway's credentials (HTTP %s); check its api_key",
+                      target.provider, failure.status)
+            self._refused.add(target.provider)
+        if failure.client_fault:
+            self._router.refused_client(target)
+        else:
+            self._router.failed(target, self._clock.now())
+        n = self._ex.attempts - 1
+        index = _next(self._order, self._index, self._refused)
+        if index is None or n >= self._retries or not (failure.retryable or failure.kind == "auth"):
+            raise client_error(failure)
+        self._index = index
+        if failure.retryable:
+            same = self._order[index].provider == target.provider
+            await self._clock.sleep(self._router.backoff(n, failure.retry_after if same else None))
 
 
 def _scrubbed(failure: AttemptFailed, scrubber: Scrubber) -> AttemptFailed:

@@ -1,6 +1,7 @@
 """Time, injected so limit tests can move it instead of sleeping."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 
@@ -10,6 +11,10 @@ class Clock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Every wait of the gateway's own (backoff, the mock's latency) goes through here."""
+        await asyncio.sleep(seconds)
 
 
 class ManualClock(Clock):

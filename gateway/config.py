@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.dialects import DIALECTS
+
 
 class Secret(str):
     """A string whose repr never shows it, so it cannot leak into a log line."""
@@ -57,11 +59,18 @@ class Settings(_Strict):
 
 
 class Provider(_Strict):
-    dialect: Literal["openai", "anthropic", "mock"]
+    dialect: str          # a name of the dialect registry (gateway.dialects)
     base_url: str | None = None
     api_key: str | None = Field(None, repr=False)      # secrets: kept out of any repr that reaches a log
     headers: dict[str, str] = Field({}, repr=False)
     chunk_delay_ms: float = Field(0.0, ge=0)   # mock only: artificial latency per chunk
+
+    @field_validator("dialect")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in DIALECTS:
+            raise ValueError(f"unknown dialect {value!r}: one of {', '.join(sorted(DIALECTS))}")
+        return value
 
 
 class Price(_Strict):
@@ -221,7 +230,8 @@ def _cross_check(raw: dict[str, Any], problems: list[str]) -> None:
     for name, provider in providers.items():
         provider = _mapping(provider)
         where = f"providers.{name}.base_url"
-        if provider.get("dialect") in ("openai", "anthropic") and not provider.get("base_url") \
+        dialect = DIALECTS.get(provider.get("dialect"))   # type: ignore[arg-type]
+        if dialect is not None and dialect.needs_base_url and not provider.get("base_url") \
                 and not any(p.startswith(f"{where}: ") for p in problems):   # an unset ${VAR} said it already
             problems.append(f"{where}: required for dialect {provider['dialect']!r}")
 

@@ -14,11 +14,11 @@ from aiohttp import web
 from gateway import logs, protocol
 from gateway.appkeys import (CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, REQUEST_ID, ROUTER, SCRUBBER, TABLE,
                              UPSTREAM)
-from gateway.attempts import Exchange, Plan, attempt_loop, plan, worst_cost
+from gateway.attempts import Attempts, Plan, plan, worst_cost
 from gateway.body import read_body
-from gateway.dialects.base import Completion, UpstreamError
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
-from gateway.relay import relay_stream, unreadable
+from gateway.exchange import Exchange
+from gateway.relay import relay_stream
 from gateway.routing import RouteEntry, RoutingTable, TargetEntry
 from gateway.store import utc_iso
 from gateway.tokens import estimate_prompt
@@ -40,25 +40,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         return await _serve(request, ex, table)
     except GatewayError as err:
-        ex.row["http_status"] = err.status
-        ex.row["error_code"] = err.ledger_code(app[SCRUBBER])
-        if ex.row["status"] != "ok":
-            ex.row["status"] = "error" if ex.admission is not None else "rejected"
+        ex.refused(err, app[SCRUBBER])
         err.headers = {**ex.headers, **err.headers}
         raise
     except asyncio.CancelledError:
-        ex.row["status"] = "cancelled"
-        ex.row["http_status"] = 499
+        ex.cancelled(499)
         raise
     except Exception:  # a bug of ours: the middleware answers 500; the row says what happened
-        ex.row["status"] = "error" if ex.admission is not None else "rejected"
-        ex.row["http_status"], ex.row["error_code"] = 500, "internal_error"
+        ex.crashed()
         raise
     finally:
         metrics.in_flight.dec()
-        row = ex.row
-        row["attempts"] = ex.attempts
-        row["latency_ms"] = round((clock.monotonic() - started) * 1000, 3)
+        row = ex.finished(clock.monotonic())
         if ex.admission is not None:
             ex.admission.settle(clock.now(), row["total_tokens"], row["cost_usd"])
         app[LEDGER].record(row)
@@ -74,11 +67,11 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable) -> web
     entry: RouteEntry | None = table.resolve(name)
     if entry is None:
         raise NotFound(f"The model {name!r} does not exist on this gateway.", param="model")
-    ex.row["route"] = entry.name
+    ex.routed(entry.name)
     if not ex.key.allows(entry.name):
         raise PermissionDenied(f"This key may not use the model {entry.name!r}.", param="model")
     stream = body.get("stream") is True
-    ex.row["stream"] = int(stream)
+    ex.streaming(stream)
     dropped = protocol.validate(body, settings.unsupported_params == "drop")
     if dropped:
         ex.headers["x-gateway-dropped-params"] = ",".join(dropped)
@@ -90,8 +83,7 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable) -> web
     prompt = estimate_prompt(body)
     plans = plan(body, candidates, thinking, stream)
     clock = app[CLOCK]
-    ex.admission = await app[LIMITER].admit(ex.key, clock.now(), prompt, worst_cost(plans, prompt))
-    ex.headers.update(ex.admission.headers)
+    ex.admitted(await app[LIMITER].admit(ex.key, clock.now(), prompt, worst_cost(plans, prompt)))
     order = app[ROUTER].order(entry.name, entry.route, candidates, clock.now())
     if stream:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -102,25 +94,20 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable) -> web
 async def _complete(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
                     plans: dict[TargetEntry, Plan], prompt: int) -> web.Response:
     app = request.app
-    upstream, router, clock = app[UPSTREAM], app[ROUTER], app[CLOCK]
-
-    async def attempt(target: TargetEntry, req, began: float) -> Completion:
-        data = await upstream.call(target.dialect, req, entry.route.timeout, target.delay,
-                                   limit=app[TABLE].table.settings.max_upstream_bytes)
+    upstream, clock = app[UPSTREAM], app[CLOCK]
+    limit = app[TABLE].table.settings.max_upstream_bytes
+    attempts = Attempts(app, ex, entry, order, plans)
+    while True:
+        target, chosen = attempts.next()
         try:
-            done = target.dialect.parse_response(data)
-        except UpstreamError as exc:
-            raise AttemptFailed("protocol", exc.message, retryable=exc.retryable) from None
-        except Exception as exc:  # a dialect tripped on an answer no fixture had: the upstream's fault
-            raise AttemptFailed("protocol", unreadable(exc).message) from None
-        router.succeeded(target, clock.monotonic() - began)
-        return done
-
-    done = await attempt_loop(request, ex, entry, order, plans, attempt)
-    created = int(clock.now())
-    answer, usage, estimated = completion_body(done, f"chatcmpl-{ex.request_id}", created, entry.name, prompt)
-    ex.book(usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens, estimated)
-    ex.row["status"] = "ok"
-    ex.row["http_status"] = 200
-    ex.row["ttft_ms"] = round((clock.monotonic() - ex.started) * 1000, 3)
+            done = await upstream.transport(target).complete(target, chosen.request, entry.route.timeout, limit=limit)
+        except AttemptFailed as exc:
+            await attempts.failed(exc)   # raises the client's error when no attempt is left
+            continue
+        attempts.succeeded()
+        break
+    answer, usage, estimated = completion_body(done, f"chatcmpl-{ex.request_id}", int(clock.now()), entry.name,
+                                               prompt)
+    ex.book(usage, estimated)
+    ex.answered(clock.monotonic())
     return web.Response(body=orjson.dumps(answer), content_type="application/json", headers=ex.headers)

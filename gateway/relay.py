@@ -1,4 +1,4 @@
-"""The one stream loop: upstream bytes -> SSE events -> dialect deltas -> OpenAI chunks.
+"""The one stream loop: attempts until a stream starts, then its translated bytes to the client.
 
 Before the first chunk reaches the client a failure is retried on the next
 target; after it, the stream ends with one `data: {"error": ...}` event and no
@@ -14,14 +14,16 @@ import math
 
 from aiohttp import web
 
-from gateway.appkeys import CLOCK, OPTIONS, ROUTER, SCRUBBER, TABLE, UPSTREAM
-from gateway.attempts import Exchange, Plan, attempt_loop
+from gateway.appkeys import CLOCK, OPTIONS, SCRUBBER, TABLE, UPSTREAM
+from gateway.attempts import Attempts, Plan, client_error
 from gateway.dialects.base import UpstreamError
-from gateway.errors import GatewayError, UpstreamFailed, error_event
-from gateway.sse import KEEPALIVE, SSEDecoder
-from gateway.transform import ChunkBuilder
-from gateway.upstream import AttemptFailed
+from gateway.errors import GatewayError, error_event
+from gateway.exchange import Exchange
 from gateway.routing import RouteEntry, TargetEntry
+from gateway.sse import KEEPALIVE
+from gateway.transform import ChunkBuilder
+from gateway.translate import StreamTranslator
+from gateway.upstream import AttemptFailed
 
 _STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -64,7 +66,7 @@ class _Opening:
     async def _prepared(self) -> _EventStream:
         if self.response is None:
             self.response = _EventStream(status=200, headers={**_STREAM_HEADERS, **self._ex.headers})
-            self._ex.row["http_status"] = 200
+            self._ex.opened()
             await self.response.prepare(self._request)
         return self.response
 
@@ -93,68 +95,30 @@ class _Opening:
 
 
 class _Leg:
-    """One upstream stream being decoded."""
+    """One upstream stream being read: its body and the translator of its bytes."""
 
-    __slots__ = ("body", "sse", "decoder", "builder", "events")
+    __slots__ = ("body", "translator")
 
-    def __init__(self, body, decoder, builder: ChunkBuilder):
-        self.body, self.sse, self.decoder, self.builder = body, SSEDecoder(), decoder, builder
-        self.events = 0   # upstream data events so far (comments are not events)
-
-    def process(self, data: bytes) -> bytes:
-        try:
-            return self._process(data)
-        except UpstreamError:
-            raise
-        except Exception as exc:  # a dialect tripped on input no fixture had: the upstream's fault, not a 500
-            raise unreadable(exc) from None
-
-    def _process(self, data: bytes) -> bytes:
-        out = []
-        push, feed = self.builder.push, self.decoder.feed
-        events = self.sse.feed(data)
-        self.events += len(events)
-        for event in events:
-            for delta in feed(event):
-                chunk = push(delta)
-                if chunk:
-                    out.append(chunk)
-            if self.decoder.done:
-                break
-        return b"".join(out)
-
-    def end(self) -> bytes:
-        """Upstream closed: decode what is left; a stream that never said it was done is broken."""
-        out = [self.process(b"")] if not self.decoder.done else []
-        if not self.decoder.done:
-            try:
-                for event in self.sse.flush():
-                    for delta in self.decoder.feed(event):
-                        out.append(self.builder.push(delta))
-                for delta in self.decoder.finish():
-                    out.append(self.builder.push(delta))
-            except UpstreamError:
-                raise
-            except Exception as exc:  # as in `process`
-                raise unreadable(exc) from None
-        if not self.decoder.done:
-            raise UpstreamError("upstream stream ended before it was complete", retryable=True)
-        return b"".join(out)
-
-
-def unreadable(exc: Exception) -> UpstreamError:
-    log.warning("a dialect could not read an upstream answer: %s", type(exc).__name__)
-    return UpstreamError("upstream sent an answer the gateway could not read")
+    def __init__(self, body, translator: StreamTranslator):
+        self.body, self.translator = body, translator
 
 
 async def _next(leg: _Leg, timeout: float, on_silence=None, every: float = 0.0) -> tuple[bytes, bool]:
-    """The next bytes for the client, and whether the upstream closed.
+    """The next bytes for the client, and whether the upstream closed; every failure is `AttemptFailed`.
 
     `timeout` bounds each wait for the next upstream event: comments are no
     progress, so a trickle of them cannot hold a stream open. `on_silence`
     runs every `every` seconds without anything for the client (keep-alives).
     """
+    try:
+        return await _read(leg, timeout, on_silence, every)
+    except UpstreamError as exc:
+        raise AttemptFailed("protocol", exc.message, status=exc.status, retryable=exc.retryable) from None
+
+
+async def _read(leg: _Leg, timeout: float, on_silence, every: float) -> tuple[bytes, bool]:
     loop = asyncio.get_running_loop()
+    translator = leg.translator
     deadline = loop.time() + timeout
     tick = loop.time() + every if on_silence else math.inf
     while True:
@@ -170,70 +134,81 @@ async def _next(leg: _Leg, timeout: float, on_silence=None, every: float = 0.0) 
                 tick = loop.time() + every
             continue
         if not data:
-            return leg.end(), True
-        seen = leg.events
-        out = leg.process(data)
-        if out or leg.decoder.done:
+            return translator.end(), True
+        seen = translator.events
+        out = translator.feed(data)
+        if out or translator.done:
             return out, False
-        if leg.events > seen:
+        if translator.events > seen:
             deadline = loop.time() + timeout
+
+
+async def _first(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
+                 plans: dict[TargetEntry, Plan], encoder) -> tuple[_Leg, bytes]:
+    """Attempts until one stream yields its first client bytes; nothing reaches the client before."""
+    app = request.app
+    upstream, timeout = app[UPSTREAM], entry.route.timeout
+    limit = app[TABLE].table.settings.max_upstream_bytes
+    attempts = Attempts(app, ex, entry, order, plans)
+    while True:
+        target, chosen = attempts.next()
+        try:
+            body = await upstream.transport(target).open_stream(target, chosen.request, timeout, limit=limit)
+            leg = _Leg(body, StreamTranslator(target.dialect.stream_decoder(), encoder()))
+            try:
+                first, _ = await _next(leg, timeout)
+            except BaseException:
+                body.close()
+                raise
+        except AttemptFailed as exc:
+            await attempts.failed(exc)   # raises the client's error when no attempt is left
+            continue
+        attempts.succeeded()
+        return leg, first
 
 
 async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
                        plans: dict[TargetEntry, Plan], prompt: int, include_usage: bool) -> web.StreamResponse:
     app = request.app
-    upstream, router, clock = app[UPSTREAM], app[ROUTER], app[CLOCK]
+    clock, scrubber = app[CLOCK], app[SCRUBBER]
     timeout, every = entry.route.timeout, app[OPTIONS].keepalive_interval
-    limit = app[TABLE].table.settings.max_upstream_bytes
     completion_id, created = f"chatcmpl-{ex.request_id}", int(clock.now())
 
-    async def attempt(target: TargetEntry, req, began: float) -> tuple[_Leg, bytes]:
-        reader = await upstream.open_stream(target.dialect, req, timeout, target.delay, limit=limit)
-        leg = _Leg(reader, target.dialect.stream_decoder(),
-                   ChunkBuilder(completion_id, created, entry.name, include_usage, prompt))
-        try:
-            first, _ = await _next(leg, timeout)   # nothing reaches the client before this
-        except UpstreamError as exc:
-            reader.close()
-            raise AttemptFailed("protocol", exc.message, status=exc.status, retryable=exc.retryable) from None
-        except BaseException:
-            reader.close()
-            raise
-        router.succeeded(target, clock.monotonic() - began)
-        return leg, first
+    def encoder() -> ChunkBuilder:
+        return ChunkBuilder(completion_id, created, entry.name, include_usage, prompt)
 
     opening = _Opening(request, ex, every)
     try:
-        leg, first = await attempt_loop(request, ex, entry, order, plans, attempt)
+        leg, first = await _first(request, ex, entry, order, plans, encoder)
     except GatewayError as err:
         response = await opening.settle()
         if response is None:
             raise    # nothing went out yet: an ordinary error answer
-        ex.row["status"], ex.row["error_code"] = "error", err.ledger_code(app[SCRUBBER])
-        await _write_quietly(response, error_event(err, app[SCRUBBER]))
+        ex.broke(err, scrubber)
+        await _write_quietly(response, error_event(err, scrubber))
         return response
     except BaseException:
         opening.stop()
         raise
     try:
         response = await opening.open()
-        ex.row["ttft_ms"] = round((clock.monotonic() - ex.started) * 1000, 3)
+        ex.first_byte(clock.monotonic())
         await response.write(first)
         await _pump(leg, response, timeout, every)
-        ex.row["status"] = "ok"
-    except (UpstreamError, AttemptFailed) as exc:   # only _pump raises these: the response is open
-        err = _mid_stream_error(exc)
-        ex.row["status"], ex.row["error_code"] = "error", err.ledger_code(app[SCRUBBER])
-        await _write_quietly(response, error_event(err, app[SCRUBBER]))
+        ex.answered()
+    except AttemptFailed as exc:   # only _pump raises these: the response is open
+        err = client_error(exc, started=True)
+        ex.broke(err, scrubber)
+        await _write_quietly(response, error_event(err, scrubber))
     except ConnectionResetError:
-        ex.row["status"] = "cancelled"
+        ex.cancelled()
     except asyncio.CancelledError:
-        ex.row["status"] = "cancelled"
+        ex.cancelled()
         raise
     finally:
         leg.body.close()
-        usage = leg.builder.final_usage()
-        ex.book(usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens, leg.builder.usage_estimated)
+        builder = leg.translator.encoder
+        ex.book(builder.final_usage(), builder.usage_estimated)
     return response
 
 
@@ -241,22 +216,13 @@ async def _pump(leg: _Leg, response: web.StreamResponse, timeout: float, every: 
     async def keepalive() -> None:
         await response.write(KEEPALIVE)
 
-    while not leg.decoder.done:
+    while not leg.translator.done:
         out, ended = await _next(leg, timeout, keepalive, every)
         if out:
             await response.write(out)
         if ended:
             break
-    await response.write_eof(leg.builder.finish())   # the last chunks and the end of the body in one write
-
-
-def _mid_stream_error(exc: Exception) -> GatewayError:
-    if isinstance(exc, AttemptFailed) and exc.kind == "too_large":
-        return UpstreamFailed(f"The upstream answer was too large: {exc.message}", code="upstream_too_large")
-    if isinstance(exc, AttemptFailed) and exc.kind == "timeout":
-        return GatewayError(f"Upstream stalled: {exc.message}", status=504, type="api_error", code="upstream_timeout",
-                            foreign=True)
-    return UpstreamFailed(f"The upstream stream failed: {getattr(exc, 'message', str(exc))}", foreign=True)
+    await response.write_eof(leg.translator.finish())   # the last chunks and the end of the body in one write
 
 
 async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:

@@ -15,8 +15,11 @@ from types import ModuleType
 import aiohttp
 import orjson
 
-from gateway.dialects.base import UpstreamError, UpstreamRequest
-from gateway.scrub import shapes as redact
+from gateway.clock import Clock
+from gateway.dialects.base import Completion, UpstreamError, UpstreamRequest
+from gateway.routing import TargetEntry
+from gateway.scrub import shapes
+from gateway.translate import unreadable
 
 log = logging.getLogger("gateway.upstream")
 
@@ -35,7 +38,7 @@ class AttemptFailed(Exception):
     def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = False,
                  retry_after: float | None = None, details: dict[str, str] | None = None):
         super().__init__(message)
-        self.kind, self.message, self.status = kind, redact(message), status
+        self.kind, self.message, self.status = kind, shapes(message), status
         self.retryable, self.retry_after = retryable, retry_after
         self.details = details or {}
 
@@ -179,47 +182,77 @@ class RemoteBody:
 class LocalBody:
     """The in-process dialect's stream, with its artificial per-chunk latency."""
 
-    __slots__ = ("_events", "_delay")
+    __slots__ = ("_events", "_delay", "_clock")
 
-    def __init__(self, events: list[bytes], delay: float):
+    def __init__(self, events: list[bytes], delay: float, clock: Clock):
         self._events = events if delay else [b"".join(events)]
         self._events.reverse()
-        self._delay = delay
+        self._delay, self._clock = delay, clock
 
     async def read(self) -> bytes:
         if not self._events:
             return b""
         if self._delay:
-            await asyncio.sleep(self._delay)
+            await self._clock.sleep(self._delay)
         return self._events.pop()
 
     def close(self) -> None:
         self._events = []
 
 
+def _parsed(dialect: ModuleType, data: dict) -> Completion:
+    """A whole answer in neutral form; a dialect that cannot read it fails the attempt, never the gateway."""
+    try:
+        return dialect.parse_response(data)
+    except UpstreamError as exc:
+        raise AttemptFailed("protocol", exc.message, retryable=exc.retryable) from None
+    except Exception as exc:  # a dialect tripped on an answer no fixture had: the upstream's fault
+        raise AttemptFailed("protocol", unreadable(exc).message) from None
+
+
+class LocalTransport:
+    """Dialects answered in-process (`transport = "local"`: the mock), with the target's artificial latency."""
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+
+    async def complete(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int) -> Completion:
+        if target.delay:
+            await self.clock.sleep(target.delay)
+        return _parsed(target.dialect, target.dialect.answer(req))
+
+    async def open_stream(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *,
+                          limit: int) -> LocalBody:
+        return LocalBody(target.dialect.stream_events(req), target.delay, self.clock)
+
+
 class Upstream:
-    def __init__(self, session: aiohttp.ClientSession):
+    """The HTTP transport to remote providers; `transport(target)` picks it or the in-process one."""
+
+    def __init__(self, session: aiohttp.ClientSession, clock: Clock):
         self.session = session
+        self._local = LocalTransport(clock)
+
+    def transport(self, target: TargetEntry) -> "Upstream | LocalTransport":
+        return self._local if getattr(target.dialect, "transport", "http") == "local" else self
 
     @classmethod
-    def create(cls) -> "Upstream":
+    def create(cls, clock: Clock) -> "Upstream":
         # No cap on connections: every open stream holds one, and a capped pool would queue requests
         # silently inside their header timeout (1000 held streams got 256 connections).
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
                                          enable_cleanup_closed=True, keepalive_timeout=30)
         return cls(aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
-                                         auto_decompress=True, timeout=aiohttp.ClientTimeout(total=None)))
+                                         auto_decompress=True, timeout=aiohttp.ClientTimeout(total=None)), clock)
 
     async def close(self) -> None:
         await self.session.close()
 
-    async def call(self, dialect: ModuleType, req: UpstreamRequest, timeout: float, delay: float = 0.0, *,
-                   limit: int) -> dict:
-        """A whole (non-streamed) answer as parsed JSON, of at most `limit` bytes."""
-        if getattr(dialect, "local", False):
-            if delay:
-                await asyncio.sleep(delay)
-            return dialect.answer(req)
+    async def complete(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int) -> Completion:
+        """A whole (non-streamed) answer of at most `limit` bytes, translated by the target's dialect."""
+        return _parsed(target.dialect, await self._call(target.dialect, req, timeout, limit))
+
+    async def _call(self, dialect: ModuleType, req: UpstreamRequest, timeout: float, limit: int) -> dict:
         async with _translated(timeout, "did not answer"):
             async with self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp:
                 if resp.status >= 300:
@@ -234,11 +267,10 @@ class Upstream:
             raise failure
         return data
 
-    async def open_stream(self, dialect: ModuleType, req: UpstreamRequest, timeout: float,
-                          delay: float = 0.0, *, limit: int) -> RemoteBody | LocalBody:
+    async def open_stream(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *,
+                          limit: int) -> RemoteBody:
         """Send the request and wait (at most `timeout`) for the answer's headers; the stream reads `limit` bytes."""
-        if getattr(dialect, "local", False):
-            return LocalBody(dialect.stream_events(req), delay)
+        dialect = target.dialect
         async with _translated(timeout, "sent no headers"):
             resp = await self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers)
             if resp.status >= 300:

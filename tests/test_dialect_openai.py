@@ -19,8 +19,8 @@ import pytest
 
 from gateway.dialects import openai
 from gateway.dialects.base import Completion, SSEEvent, TargetView, UpstreamError, Usage
-from gateway.sse import SSEDecoder
 from gateway.transform import ChunkBuilder
+from gateway.translate import StreamTranslator
 from tests.conftest import check_stream, joined
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -39,16 +39,12 @@ def pipeline(pieces: list[bytes], include_usage: bool = True) -> list:
 
 
 def pipeline_bytes(pieces: list[bytes], include_usage: bool = True) -> bytes:
-    sse, dec = SSEDecoder(), openai.stream_decoder()
-    builder = ChunkBuilder(ID, CREATED, MODEL, include_usage, PROMPT_ESTIMATE)
-    out = []
-    for piece in pieces:
-        for event in sse.feed(piece):
-            if dec.done:
-                break
-            out += [builder.push(d) for d in dec.feed(event)]
-    assert dec.done, "every recording ends with [DONE]"
-    out.append(builder.finish())
+    """The relay's own translator, fed the upstream reads as they came."""
+    translator = StreamTranslator(openai.stream_decoder(),
+                                  ChunkBuilder(ID, CREATED, MODEL, include_usage, PROMPT_ESTIMATE))
+    out = [translator.feed(piece) for piece in pieces if not translator.done]
+    assert translator.done, "every recording ends with [DONE]"
+    out.append(translator.finish())
     return b"".join(out)
 
 

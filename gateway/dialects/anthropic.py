@@ -24,6 +24,7 @@ from gateway.dialects.base import (
 )
 
 name = "anthropic"
+needs_base_url = True   # the routes.yaml provider must say where it is
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096

@@ -17,7 +17,8 @@ from gateway.dialects.base import TargetView, UpstreamRequest, largest_count
 from gateway.tokens import count_words   # what a tokenizer would bill: no safety margin
 
 name = "mock"
-local = True   # answered in-process: the transport calls `answer` / `stream_events`
+needs_base_url = False   # the routes.yaml provider must say where it is
+transport = "local"   # answered in-process: the local transport calls `answer` / `stream_events`
 
 parse_response = _openai.parse_response
 stream_decoder = _openai.stream_decoder

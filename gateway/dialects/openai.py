@@ -14,6 +14,7 @@ from gateway.dialects.base import (Completion, Delta, SSEEvent, TargetView, Upst
                                    largest_count)
 
 name = "openai"
+needs_base_url = True   # the routes.yaml provider must say where it is
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning_signature")
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
