@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import admin, handlers, logs, proxy, ui
+from gateway import admin, handlers, logs, ui
+from gateway.endpoint import endpoint
+from gateway.front import FRONTS
 from gateway.appkeys import (CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, ROUTER, SCRUBBER, STORE, TABLE,
                              UPSTREAM, ServerOptions, TableHolder)
 from gateway.clock import Clock
@@ -64,7 +66,8 @@ def create_app(config: Config, options: ServerOptions, clock: Clock | None = Non
     app[ROUTER] = Router()
     app[METRICS] = Metrics(app[ROUTER], lambda: app.get(LEDGER))
     app.cleanup_ctx.extend([_store_ctx, _limiter_ctx, _upstream_ctx, watchers_ctx])
-    app.router.add_post("/v1/chat/completions", proxy.chat_completions)
+    for front in FRONTS.values():
+        app.router.add_post(front.path, endpoint(front))
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)

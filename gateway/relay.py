@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -21,7 +23,6 @@ from gateway.errors import GatewayError, error_event
 from gateway.exchange import Exchange
 from gateway.routing import RouteEntry, TargetEntry
 from gateway.sse import KEEPALIVE
-from gateway.transform import ChunkBuilder
 from gateway.translate import StreamTranslator
 from gateway.upstream import AttemptFailed
 
@@ -168,15 +169,11 @@ async def _first(request: web.Request, ex: Exchange, entry: RouteEntry, order: l
 
 
 async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
-                       plans: dict[TargetEntry, Plan], prompt: int, include_usage: bool) -> web.StreamResponse:
+                       plans: dict[TargetEntry, Plan], encoder: Callable[[], Any]) -> web.StreamResponse:
+    """`encoder()` makes the client API's stream encoder (a fresh one per attempt)."""
     app = request.app
     clock, scrubber = app[CLOCK], app[SCRUBBER]
     timeout, every = entry.route.timeout, app[OPTIONS].keepalive_interval
-    completion_id, created = f"chatcmpl-{ex.request_id}", int(clock.now())
-
-    def encoder() -> ChunkBuilder:
-        return ChunkBuilder(completion_id, created, entry.name, include_usage, prompt)
-
     opening = _Opening(request, ex, every)
     try:
         leg, first = await _first(request, ex, entry, order, plans, encoder)

@@ -1,0 +1,14 @@
+"""Client APIs in front: one pure module per API, in one registry.
+
+A front turns its API's request into the neutral request the core and every
+dialect take (a chat-completions-shaped body, see `base.ClientRequest`), and
+the neutral answer (`Completion`, or a stream of `Delta`s) back into its API's
+answer and events. Adding an API is one module here and a line below.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+
+from gateway.front import chat
+
+FRONTS: dict[str, ModuleType] = {m.name: m for m in (chat,)}
