@@ -12,7 +12,7 @@ from typing import Any
 from gateway.dialects.base import Usage
 from gateway.errors import GatewayError
 from gateway.keys import KeyState
-from gateway.limits import Admission
+from gateway.limiter import Admission
 from gateway.routing import TargetEntry
 from gateway.scrub import Scrubber
 

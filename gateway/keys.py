@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Hashable
 
 from gateway.errors import AuthError, InvalidRequest
-from gateway.limits import SPAN, Budget, KeyUsage, period_start
+from gateway.limiter.windows import SPAN, Budget, KeyUsage, period_start
 from gateway.store import KeyRow, Store, new_key_id, new_secret, utc_iso
 
 PREFIX_LEN = 10

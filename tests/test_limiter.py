@@ -1,4 +1,4 @@
-"""The Redis limiter's own behaviour (gateway/limiter_redis.py): state shared through Redis,
+"""The Redis limiter's own behaviour (gateway/limiter/redis.py): state shared through Redis,
 rebuilt from the ledger once when Redis is empty, and what happens while Redis is away.
 
 The behaviour both limiters share (windows, budgets, headers) is pinned by tests/test_limits.py,

@@ -1,7 +1,9 @@
 """Sliding-window RPM/TPM and period budgets, as pure logic over injected time.
 
 Exact under concurrency because the request path is one event loop and no
-`await` sits between a check and its booking (`admit` is synchronous).
+`await` sits between a check and its booking (`admit` is synchronous). The
+memory limiter books here; both limiters build their refusals and rate-limit
+headers here, so they answer alike.
 """
 from __future__ import annotations
 

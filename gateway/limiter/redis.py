@@ -1,7 +1,7 @@
 """The Redis limiter: exact limits shared by any number of gateway processes.
 
-One script call per admission and one per settlement (gateway/limiter_lua.py); calls made
-while a round trip is on the wire leave together in the next pipeline (gateway/limiter_pipe.py),
+One script call per admission and one per settlement (lua.py); calls made
+while a round trip is on the wire leave together in the next pipeline (pipe.py),
 so under load a round trip carries many. Time, limits and period starts are sent by the caller,
 so refusals, `Retry-After` and the rate-limit headers come out exactly as the memory limiter's.
 
@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -30,12 +30,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from gateway import limiter_lua as lua
-from gateway.limiter_pipe import Pipe, pack_args
 from gateway.clock import Clock
-from gateway.keys import KeyState
-from gateway.limiter import FactsSource, Limiter, LimiterUnavailable, MemoryLimiter, describe
-from gateway.limits import DAY, SPAN, Admission, over_budget, over_rate, period_start, rate_headers, too_big
+from gateway.limiter import lua
+from gateway.limiter.base import FactsSource, Limiter, LimiterUnavailable, describe
+from gateway.limiter.memory import MemoryLimiter
+from gateway.limiter.pipe import Pipe, pack_args
+from gateway.limiter.windows import (DAY, SPAN, Admission, over_budget, over_rate, period_start, rate_headers,
+                                     too_big)
+
+if TYPE_CHECKING:   # keys.py builds each key's counters from windows.py: a type here, not an import
+    from gateway.keys import KeyState
 
 log = logging.getLogger("gateway.limiter")
 

@@ -1,23 +1,20 @@
-"""The limiter: where every key's RPM/TPM windows and budget live, behind one interface.
+"""What every limiter keeps: the interface, its refusal when Redis is away, and the limiter URL.
 
-`memory` (the default) keeps them in this process (gateway/limits.py): exact because the
-request path is one event loop and nothing awaits between a check and its booking, and the
-fastest choice for one process. `redis://...` keeps them in Redis, checked and booked by one
-server-side script per admission and one per settlement, so any number of processes and
-machines share exact limits (gateway/limiter_redis.py). Both refuse with the same errors and
-answer the same rate-limit headers, built in gateway/limits.py.
+`memory.py` and `redis.py` implement `Limiter`; `open_limiter` (gateway/limiter/__init__.py) picks
+one by URL. The ledger facts a limiter is rebuilt from come through `ledger_facts`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 from urllib.parse import urlsplit
 
-from gateway.clock import Clock
 from gateway.errors import ServiceUnavailable
-from gateway.keys import KeyState
-from gateway.limits import SPAN, period_start
+from gateway.limiter.windows import SPAN, period_start
 from gateway.store import utc_iso
+
+if TYPE_CHECKING:   # keys.py builds each key's counters from windows.py: a type here, not an import
+    from gateway.keys import KeyState
 
 SCHEMES = ("redis", "rediss", "unix")
 
@@ -61,19 +58,6 @@ class Limiter:
 
     async def close(self) -> None:
         """Wait for settlements in flight, then disconnect."""
-
-
-class MemoryLimiter(Limiter):
-    """Counters on each KeyState (`key.usage`), rebuilt from the ledger by KeyRegistry.load."""
-
-    kind = "memory"
-
-    async def admit(self, key: KeyState, now: float, prompt: int, worst: float) -> Ticket:
-        row = key.row
-        return key.usage.admit(now, row.rpm_limit, row.tpm_limit, row.max_budget, prompt, worst)
-
-    async def reports(self, keys: list[KeyState], now: float) -> list[dict[str, Any]]:
-        return [key.report(now) for key in keys]
 
 
 def check_limiter_url(value: str) -> str:
@@ -132,9 +116,3 @@ def ledger_facts(store: Any, flush: Callable[[], Awaitable[None]]) -> FactsSourc
 
     return read
 
-
-def open_limiter(url: str, fallback: str, clock: Clock, facts: FactsSource) -> Limiter:
-    if url == "memory":
-        return MemoryLimiter()
-    from gateway.limiter_redis import RedisLimiter
-    return RedisLimiter(url, fallback == "memory", clock, facts)

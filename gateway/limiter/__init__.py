@@ -1,0 +1,29 @@
+"""The limiter: where every key's RPM/TPM windows and budget live, behind one interface.
+
+`memory` (the default) keeps them in this process (memory.py, over the pure windows and budgets
+of windows.py): exact because the request path is one event loop and nothing awaits between a
+check and its booking, and the fastest choice for one process. `redis://...` keeps them in
+Redis (redis.py), checked and booked by one server-side script (lua.py) per admission and one
+per settlement, pipelined (pipe.py), so any number of processes and machines share exact
+limits. Both refuse with the same errors and answer the same rate-limit headers, built in
+windows.py. The interface, its errors and the limiter URL are in base.py.
+"""
+from __future__ import annotations
+
+from gateway.clock import Clock
+from gateway.limiter.base import (FactsSource, LedgerFacts, Limiter, LimiterUnavailable, Ticket, check_limiter_url,
+                                  describe, ledger_facts)
+from gateway.limiter.memory import MemoryLimiter
+from gateway.limiter.windows import DAY, SPAN, Admission, Budget, KeyUsage, Window, period_start
+
+__all__ = ["DAY", "SPAN", "Admission", "Budget", "FactsSource", "KeyUsage", "LedgerFacts", "Limiter",
+           "LimiterUnavailable", "MemoryLimiter", "Ticket", "Window", "check_limiter_url", "describe",
+           "ledger_facts", "open_limiter", "period_start"]
+
+
+def open_limiter(url: str, fallback: str, clock: Clock, facts: FactsSource) -> Limiter:
+    """`memory`, or a Redis URL (checked by check_limiter_url); `fallback` is settings.limiter_fallback."""
+    if url == "memory":
+        return MemoryLimiter()
+    from gateway.limiter.redis import RedisLimiter   # only when asked for: redis-py takes ~250 ms to import
+    return RedisLimiter(url, fallback == "memory", clock, facts)
