@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import admin, handlers, logs, ui
-from gateway.endpoint import endpoint
+from gateway.ops import admin
+from gateway.ops import handlers
+from gateway.ops import logs
+from gateway.ops import ui
+from gateway.core.endpoint import endpoint
 from gateway.front import FRONTS
 from gateway.appkeys import (CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, ROUTER, SCRUBBER, STORE, TABLE,
                              UPSTREAM, ServerOptions, TableHolder)
@@ -14,13 +17,13 @@ from gateway.middleware import error_middleware, request_id_middleware
 from gateway.keys import KeyRegistry
 from gateway.ledger import LedgerWriter, NullLedger
 from gateway.limiter import ledger_facts, open_limiter
-from gateway.metrics import Metrics
-from gateway.reload import watchers_ctx
-from gateway.router import Router
+from gateway.ops.metrics import Metrics
+from gateway.ops.watch import watchers_ctx
+from gateway.core.router import Router
 from gateway.scrub import Scrubber, config_secrets
-from gateway.routing import RoutingTable
+from gateway.core.table import RoutingTable
 from gateway.store import Store
-from gateway.upstream import Upstream
+from gateway.core.upstream import Upstream
 
 
 async def _store_ctx(app: web.Application):

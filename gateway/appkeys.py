@@ -9,12 +9,12 @@ from gateway.clock import Clock
 from gateway.keys import KeyRegistry
 from gateway.ledger import LedgerWriter
 from gateway.limiter import Limiter
-from gateway.metrics import Metrics
-from gateway.router import Router
-from gateway.routing import RoutingTable
+from gateway.ops.metrics import Metrics
+from gateway.core.router import Router
+from gateway.core.table import RoutingTable
 from gateway.scrub import Scrubber
 from gateway.store import Store, redact_url
-from gateway.upstream import Upstream
+from gateway.core.upstream import Upstream
 
 
 @dataclass

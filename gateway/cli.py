@@ -143,7 +143,7 @@ def cmd_serve(args) -> int:
     from gateway.appkeys import ServerOptions
     from gateway.limiter import describe
 
-    from gateway import logs
+    from gateway.ops import logs
 
     logs.setup(args.log_level, args.log_format)
     _lift_open_files_limit()

@@ -254,7 +254,7 @@ class _LogWatch(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
-        from gateway.logs import JsonFormatter
+        from gateway.ops.logs import JsonFormatter
         self.setFormatter(JsonFormatter())
         self.lines: list[str] = []
 

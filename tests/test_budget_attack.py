@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.attempts import plan
+from gateway.core.attempts import plan
 from gateway.config import parse_config
-from gateway.routing import RoutingTable
+from gateway.core.table import RoutingTable
 
 BUDGET = 0.01
 PRICE = "{input: 1.0, output: 1.0}"   # USD per 1M tokens: the attack's 5,024 tokens cost $0.005

@@ -17,7 +17,7 @@ import pytest
 
 from gateway.dialects import anthropic
 from gateway.dialects.base import Delta, SSEEvent, TargetView, UpstreamError, Usage
-from gateway.sse import SSEDecoder
+from gateway.core.sse import SSEDecoder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STREAMS = FIXTURES / "upstream" / "anthropic"

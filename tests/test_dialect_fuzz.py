@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gateway.dialects import anthropic, openai
 from gateway.dialects.base import SSEEvent, UpstreamError
-from gateway.transform import ChunkBuilder
+from gateway.front.chat_encode import ChunkBuilder
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.integers(-2 ** 63, 2 ** 64 - 1),
                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))

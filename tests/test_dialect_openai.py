@@ -19,8 +19,8 @@ import pytest
 
 from gateway.dialects import openai
 from gateway.dialects.base import Completion, SSEEvent, TargetView, UpstreamError, Usage
-from gateway.transform import ChunkBuilder
-from gateway.translate import StreamTranslator
+from gateway.front.chat_encode import ChunkBuilder
+from gateway.core.translate import StreamTranslator
 from tests.conftest import check_stream, joined
 
 FIXTURES = Path(__file__).parent / "fixtures"

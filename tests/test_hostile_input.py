@@ -25,7 +25,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway import protocol
+from gateway.front import chat_params as protocol
 from gateway.dialects import anthropic, mock, openai
 from gateway.dialects.base import TargetView
 from gateway.errors import InvalidRequest

@@ -6,7 +6,7 @@ import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.logs import JsonFormatter, TextFormatter
+from gateway.ops.logs import JsonFormatter, TextFormatter
 from tests.fakes import Behaviour
 
 
@@ -73,7 +73,7 @@ async def test_access_log_lines_are_json_without_secrets(gateway, caplog):
 
 
 def test_log_messages_are_redacted():
-    record = logging.LogRecord("gateway.upstream", logging.ERROR, __file__, 1,
+    record = logging.LogRecord("gateway.core.upstream", logging.ERROR, __file__, 1,
                                "upstream said: bad key sk-abcdefghijklmnop and Bearer abcdefghijkl", None, None)
     line = JsonFormatter().format(record)
     assert "sk-abcdefghijklmnop" not in line and "Bearer abcdefghijkl" not in line and "[redacted]" in line

@@ -83,7 +83,7 @@ BROKEN = {
 
 @pytest.mark.parametrize("name", list(BROKEN))
 async def test_a_broken_edit_is_refused_and_the_old_config_serves(start_gateway, upstream, tmp_path, caplog, name):
-    caplog.set_level(logging.INFO, logger="gateway.reload")
+    caplog.set_level(logging.INFO, logger="gateway.ops.watch")
     gw, key, path = await running(start_gateway, upstream, tmp_path)
     routes, yaml_path = BROKEN[name]
     head = config(upstream.url).split("routes:")[0]
@@ -106,7 +106,7 @@ async def test_a_broken_edit_is_refused_and_the_old_config_serves(start_gateway,
 
 @pytest.mark.parametrize("damage", ["not-utf8", "deleted"])
 async def test_an_unreadable_file_is_refused(start_gateway, upstream, tmp_path, caplog, damage):
-    caplog.set_level(logging.INFO, logger="gateway.reload")
+    caplog.set_level(logging.INFO, logger="gateway.ops.watch")
     gw, key, path = await running(start_gateway, upstream, tmp_path)
     if damage == "deleted":
         path.unlink()
@@ -127,7 +127,7 @@ async def test_an_unreadable_file_is_refused(start_gateway, upstream, tmp_path, 
 
 
 async def test_in_flight_requests_finish_on_the_config_they_started_with(start_gateway, upstream, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.reload")
+    caplog.set_level(logging.INFO, logger="gateway.ops.watch")
     gw, key, path = await running(start_gateway, upstream, tmp_path)
     upstream.queue(Behaviour(status=500, hang=0.5))      # the first attempt is slow, then fails: a retry follows
     pending = asyncio.create_task(gw.post(key, {"model": "r", "messages": HELLO}))

@@ -103,7 +103,7 @@ async def test_a_reload_teaches_the_scrubber_the_new_keys(start_gateway, upstrea
     gateway = await start_gateway(routes(upstream.url), config_path=config)
     new = "abcdefabcdefabcdefabcdefabcdef99"
     config.write_text(routes(upstream.url).replace(HEX32, new))
-    from gateway.reload import reload_now
+    from gateway.ops.watch import reload_now
     assert reload_now(gateway.app)
     key = (await gateway.create_key())["key"]
     upstream.queue(Behaviour(status=400, json=error_body("oa", "message", new)))

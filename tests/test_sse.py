@@ -1,4 +1,4 @@
-"""The incremental SSE decoder (gateway/sse.py): line endings, comments, fields, and splits.
+"""The incremental SSE decoder (gateway/core/sse.py): line endings, comments, fields, and splits.
 
 Upstream bytes arrive in pieces of any size, so every property is checked with
 the input whole, split in two at every byte offset, and fed one byte at a time.
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.dialects.base import SSEEvent
-from gateway.sse import DONE, KEEPALIVE, SSEDecoder, encode_data
+from gateway.core.sse import DONE, KEEPALIVE, SSEDecoder, encode_data
 
 RECORDED = sorted((Path(__file__).parent / "fixtures" / "upstream").glob("*/*.sse"))
 
@@ -153,7 +153,7 @@ def test_an_event_over_the_bound_is_refused():
     import pytest
 
     from gateway.dialects.base import UpstreamError
-    from gateway.sse import SSEDecoder
+    from gateway.core.sse import SSEDecoder
 
     decoder = SSEDecoder(max_event=1000)
     with pytest.raises(UpstreamError):

@@ -1,4 +1,4 @@
-"""The leading `<think>...</think>` splitter (gateway/thinktags.py).
+"""The leading `<think>...</think>` splitter (gateway/front/thinktags.py).
 
 Streamed content arrives in arbitrary pieces, so each case is fed whole, in two
 pieces at every offset and in three pieces at every pair of offsets; the
@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from gateway.thinktags import ThinkSplitter, split_whole
+from gateway.front.thinktags import ThinkSplitter, split_whole
 from tests.fakes import Behaviour, openai_text
 
 CASES = [

@@ -9,10 +9,10 @@ from typing import Any
 
 import orjson
 
-from gateway import protocol
+from gateway.front import chat_params as protocol
 from gateway.dialects.base import Completion, Usage
 from gateway.front.base import ClientRequest
-from gateway.transform import ChunkBuilder, completion_body
+from gateway.front.chat_encode import ChunkBuilder, completion_body
 
 name = "chat"
 path = "/v1/chat/completions"

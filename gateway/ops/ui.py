@@ -11,7 +11,7 @@ _SECURITY = {"x-frame-options": "DENY", "referrer-policy": "no-referrer",
 
 
 def _load() -> dict[str, tuple[bytes, str]]:
-    folder = resources.files("gateway").joinpath("dashboard")
+    folder = resources.files("gateway.ops").joinpath("dashboard")
     files = {}
     for entry in folder.iterdir():
         suffix = entry.name[entry.name.rfind("."):]

@@ -14,10 +14,10 @@ from aiohttp import web
 
 from gateway.appkeys import KEYS, OPTIONS, SCRUBBER, STORE, TABLE
 from gateway.config import ConfigError, load_config
-from gateway.routing import RoutingTable
+from gateway.core.table import RoutingTable
 from gateway.scrub import config_secrets
 
-log = logging.getLogger("gateway.reload")
+log = logging.getLogger("gateway.ops.watch")
 
 
 def _stamp(path: str) -> tuple[int, int]:

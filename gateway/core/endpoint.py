@@ -13,20 +13,20 @@ from types import ModuleType
 
 from aiohttp import web
 
-from gateway import logs
+from gateway.ops import logs
 from gateway.appkeys import (CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, REQUEST_ID, ROUTER, SCRUBBER, TABLE,
                              UPSTREAM)
-from gateway.attempts import Attempts, Plan, plan, worst_cost
-from gateway.body import read_body
+from gateway.core.attempts import Attempts, Plan, plan, worst_cost
+from gateway.front.body import read_body
 from gateway.dialects.base import Completion
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
-from gateway.exchange import Exchange
+from gateway.core.exchange import Exchange
 from gateway.front.base import ClientRequest
-from gateway.relay import relay_stream
-from gateway.routing import RouteEntry, RoutingTable, TargetEntry
+from gateway.core.relay import relay_stream
+from gateway.core.table import RouteEntry, RoutingTable, TargetEntry
 from gateway.store import utc_iso
 from gateway.tokens import estimate_prompt
-from gateway.upstream import AttemptFailed
+from gateway.core.upstream import AttemptFailed
 
 def endpoint(front: ModuleType):
     """The aiohttp handler of one front (a module of gateway.front)."""

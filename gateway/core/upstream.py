@@ -17,11 +17,11 @@ import orjson
 
 from gateway.clock import Clock
 from gateway.dialects.base import Completion, UpstreamError, UpstreamRequest
-from gateway.routing import TargetEntry
+from gateway.core.table import TargetEntry
 from gateway.scrub import shapes
-from gateway.translate import unreadable
+from gateway.core.translate import unreadable
 
-log = logging.getLogger("gateway.upstream")
+log = logging.getLogger("gateway.core.upstream")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_RETRY_AFTER = 10.0

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from gateway.ledger import LedgerWriter
-from gateway.router import Router
+from gateway.core.router import Router
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _REFUSALS = {"rate_limit_exceeded": "rate_limit", "request_exceeds_limit": "rate_limit",

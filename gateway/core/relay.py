@@ -17,18 +17,18 @@ from typing import Any
 from aiohttp import web
 
 from gateway.appkeys import CLOCK, OPTIONS, SCRUBBER, TABLE, UPSTREAM
-from gateway.attempts import Attempts, Plan, client_error
+from gateway.core.attempts import Attempts, Plan, client_error
 from gateway.dialects.base import UpstreamError
 from gateway.errors import GatewayError, error_event
-from gateway.exchange import Exchange
-from gateway.routing import RouteEntry, TargetEntry
-from gateway.sse import KEEPALIVE
-from gateway.translate import StreamTranslator
-from gateway.upstream import AttemptFailed
+from gateway.core.exchange import Exchange
+from gateway.core.table import RouteEntry, TargetEntry
+from gateway.core.sse import KEEPALIVE
+from gateway.core.translate import StreamTranslator
+from gateway.core.upstream import AttemptFailed
 
 _STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 
-log = logging.getLogger("gateway.relay")
+log = logging.getLogger("gateway.core.relay")
 
 
 class _EventStream(web.StreamResponse):

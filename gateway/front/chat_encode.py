@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from gateway.dialects.base import Completion, Delta, Usage
-from gateway.thinktags import ThinkSplitter, split_whole
+from gateway.front.thinktags import ThinkSplitter, split_whole
 from gateway.tokens import count_text
 
 

@@ -10,9 +10,9 @@ import logging
 from typing import Any, Protocol
 
 from gateway.dialects.base import Delta, StreamDecoder, UpstreamError
-from gateway.sse import SSEDecoder
+from gateway.core.sse import SSEDecoder
 
-log = logging.getLogger("gateway.translate")
+log = logging.getLogger("gateway.core.translate")
 
 
 class StreamEncoder(Protocol):

@@ -13,7 +13,7 @@ from gateway.dialects.base import Usage
 from gateway.errors import GatewayError
 from gateway.keys import KeyState
 from gateway.limiter import Admission
-from gateway.routing import TargetEntry
+from gateway.core.table import TargetEntry
 from gateway.scrub import Scrubber
 
 

@@ -10,12 +10,12 @@ from aiohttp import web
 from gateway.appkeys import CLOCK, ROUTER, SCRUBBER
 from gateway.dialects.base import TargetView, UpstreamRequest
 from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
-from gateway.exchange import Exchange
-from gateway.routing import RouteEntry, TargetEntry
+from gateway.core.exchange import Exchange
+from gateway.core.table import RouteEntry, TargetEntry
 from gateway.scrub import Scrubber
-from gateway.upstream import AttemptFailed
+from gateway.core.upstream import AttemptFailed
 
-log = logging.getLogger("gateway.attempts")
+log = logging.getLogger("gateway.core.attempts")
 
 
 def upstream_body(body: dict[str, Any], target: TargetEntry, thinking: bool) -> tuple[dict[str, Any], str]:
