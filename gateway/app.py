@@ -67,7 +67,7 @@ def create_app(config: Config, options: ServerOptions, clock: Clock | None = Non
     app[SCRUBBER] = Scrubber([*config_secrets(config), options.master_key])
     logs.scrub_with(app[SCRUBBER])
     app[ROUTER] = Router()
-    app[METRICS] = Metrics(app[ROUTER], lambda: app.get(LEDGER))
+    app[METRICS] = Metrics(app[ROUTER], lambda: app.get(LEDGER), app[CLOCK])
     app.cleanup_ctx.extend([_store_ctx, _limiter_ctx, _upstream_ctx, watchers_ctx])
     for front in FRONTS.values():
         app.router.add_post(front.path, endpoint(front))

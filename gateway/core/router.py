@@ -17,6 +17,19 @@ BACKOFF_MAX = 8.0
 LATENCY_ALPHA = 0.3         # weight of the newest sample in the moving average
 
 
+@dataclass(frozen=True, slots=True)
+class HealthView:
+    """One target's health as readers outside the router see it: a copy, at one instant."""
+
+    provider: str
+    model: str
+    failures: int
+    cooling_for: float               # seconds left of its cooldown; 0 when it is not cooling
+    latency: float | None
+    requests: int
+    errors: int
+
+
 @dataclass
 class TargetHealth:
     failures: int = 0
@@ -90,6 +103,12 @@ class Router:
         if health.failures >= COOLDOWN_AFTER:
             extra = health.failures - COOLDOWN_AFTER
             health.cooling_until = now + min(COOLDOWN_BASE * (2 ** extra), COOLDOWN_MAX)
+
+    def snapshot(self, now: float) -> dict[tuple[str, str], HealthView]:
+        """Every known target's health by (provider, model), for the admin API and metrics."""
+        return {key: HealthView(key[0], key[1], h.failures, max(h.cooling_until - now, 0.0), h.latency, h.requests,
+                                h.errors)
+                for key, h in list(self.health.items())}
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter; an upstream Retry-After (capped) wins when longer."""

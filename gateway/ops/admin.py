@@ -124,22 +124,21 @@ async def routes(request: web.Request) -> web.Response:
     """The loaded routes with each target's live health, for the dashboard."""
     _guard(request)
     app = request.app
-    now = app[CLOCK].now()
-    health = app[ROUTER].health
+    health = app[ROUTER].snapshot(app[CLOCK].now())
     data = []
     for name, entry in app[TABLE].table.routes.items():
         route = entry.route
         targets = []
         for t in entry.targets:
             h = health.get((t.provider, t.model))
-            cooling = h is not None and h.cooling_until > now
+            cooling = h is not None and h.cooling_for > 0
             targets.append({"provider": t.provider, "model": t.model, "weight": t.weight,
                             "price": {"input": t.price.input, "output": t.price.output},
                             "thinking": t.target.thinking is not None,
                             "latency_ms": round(h.latency * 1000, 3) if h and h.latency is not None else None,
                             "requests": h.requests if h else 0, "errors": h.errors if h else 0,
                             "failures_in_a_row": h.failures if h else 0, "cooling": cooling,
-                            "cooling_seconds": round(h.cooling_until - now, 1) if cooling else 0})
+                            "cooling_seconds": round(h.cooling_for, 1) if h and cooling else 0})
         data.append({"name": name, "aliases": route.aliases, "strategy": route.strategy, "retries": route.retries,
                      "timeout": route.timeout, "targets": targets})
     return _json({"object": "list", "data": data})

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from gateway.clock import Clock
 from gateway.ledger import LedgerWriter
 from gateway.core.router import Router
 
@@ -23,8 +24,8 @@ _REFUSALS = {"rate_limit_exceeded": "rate_limit", "request_exceeds_limit": "rate
 class _Live:
     """Reads router health and ledger state when Prometheus scrapes."""
 
-    def __init__(self, router: Router, ledger_ref):
-        self.router, self.ledger_ref = router, ledger_ref
+    def __init__(self, router: Router, ledger_ref, clock: Clock):
+        self.router, self.ledger_ref, self.clock = router, ledger_ref, clock
 
     def collect(self) -> Iterable[Any]:
         errors = CounterMetricFamily("gateway_upstream_errors", "Failed upstream attempts by target",
@@ -33,7 +34,7 @@ class _Live:
                                        labels=["provider", "model"])
         cooling = GaugeMetricFamily("gateway_target_failures_in_a_row", "Consecutive failures by target",
                                     labels=["provider", "model"])
-        for (provider, model), health in list(self.router.health.items()):
+        for (provider, model), health in self.router.snapshot(self.clock.now()).items():
             errors.add_metric([provider, model], health.errors)
             attempts.add_metric([provider, model], health.requests)
             cooling.add_metric([provider, model], health.failures)
@@ -69,7 +70,7 @@ class _LimiterLive:
 
 
 class Metrics:
-    def __init__(self, router: Router, ledger_ref):
+    def __init__(self, router: Router, ledger_ref, clock: Clock):
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("gateway_requests", "Chat completion requests by route, provider and status",
@@ -83,7 +84,7 @@ class Metrics:
         self.retries = Counter("gateway_retries", "Upstream retries by route", ["route"], registry=r)
         self.refusals = Counter("gateway_limit_refusals", "Requests refused by limits", ["reason"], registry=r)
         self.in_flight = Gauge("gateway_in_flight_requests", "Requests being served", registry=r)
-        r.register(_Live(router, ledger_ref))
+        r.register(_Live(router, ledger_ref, clock))
         self._children: dict[tuple, Any] = {}
 
     def _child(self, metric, *labels: str):
