@@ -1,11 +1,11 @@
 """The batched ledger writer: rows leave the request path and reach the store in batches.
 
-`record` only appends to a list. Every `interval` (50 ms) a drain hands the
-list to the store (`Store.drain`), which writes a batch per transaction and
-takes it off the head of the list once committed. Both stores drain from a
-thread of their own and stay there while rows keep coming, so commits do not
-wait for a busy event loop and a SIGKILL loses only the rows of about the last
-interval. `flush` waits
+`record` only appends to a list. From `start` on, a drain hands the list to
+the store (`Store.drain`), which writes what arrived every `interval` (50 ms),
+a batch per transaction, and takes it off the head of the list once committed.
+Both stores drain from a thread of their own for as long as the writer runs,
+so commits never wait for a busy event loop and a SIGKILL loses only the rows
+of about the last interval. `flush` waits
 until the rows buffered when it was called are written; `close` writes
 everything that is left. Only one drain runs at a time, and it is shielded: a
 caller of `flush` that is cancelled (a client gone away) never cuts a
@@ -69,12 +69,12 @@ class LedgerWriter:
 
     async def _run(self) -> None:
         while not self._closing:
+            await self.flush()    # at once: the store's drain is under way before the first request
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval if not self._failing else 1.0)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            await self.flush()
 
     async def flush(self) -> None:
         """Write every row buffered so far (unless the database refuses); joins a drain already running.
@@ -88,16 +88,19 @@ class LedgerWriter:
             await asyncio.wait([self._drain], timeout=self.interval / 5)
 
     async def _write_all(self) -> None:
-        while self._rows:
+        while True:
             try:
                 try:
                     await self.store.drain(self._rows, self.batch, self._written, self._lingering, self.interval)
                 except RowRefused:
                     await self._write_head(self._rows[: self.batch])   # down to the row at fault
+                    continue
             except Exception as exc:  # sqlite3 errors (locked, disk full, I/O); DatabaseUnavailable (PostgreSQL)
                 if not self._failing:
                     log.error("ledger write failed, %d rows kept for retry: %s", len(self._rows), exc)
                 self._failing = True
+                return
+            if not self._rows:
                 return
 
     def _lingering(self) -> bool:

@@ -36,7 +36,6 @@ _SPEND_GROUPS = {
 }
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-DRAIN_IDLE = 1.0           # seconds without a row before a store's drain ends (the writer starts the next)
 TEXT_BOUND = 256           # any text column of a ledger row
 CODE_BOUND = 64            # error_code: a short code, SPEC section 9
 _INT_MIN, _INT_MAX = -2**31, 2**31 - 1      # INTEGER in PostgreSQL; SQLite holds it too
@@ -252,8 +251,7 @@ class Store(abc.ABC):
         """Write the ledger's buffer until it is empty: `rows` grows at its tail while this runs; each
         batch leaves its head once committed, reported to `settled`. A refused batch raises with its
         rows still at the head. Here one `insert_rows` per batch on the event loop; a store may stay
-        on while `linger()` (up to DRAIN_IDLE without a row), writing what arrives every `interval`,
-        where the loop does not hold it up."""
+        on while `linger()`, writing what arrives every `interval` where the loop does not hold it up."""
         while rows:
             head = rows[:batch]
             await self.insert_rows(head)

@@ -9,10 +9,10 @@ here, in one place: the ledger writer keeps its rows and retries, and the pool
 opens fresh connections once the server answers again.
 
 The ledger's drain runs on a thread with an event loop and a connection of its
-own (`_LedgerThread`): on the request loop, under load, each step of a COPY
-waits a whole round of requests (about one request's latency), and a SIGKILL
-lost up to a second of answered requests at c=200. There, it commits what
-arrived every 50 ms whatever the load.
+own (`_LedgerThread`), for as long as the ledger writer runs: on the request
+loop, under load, each step of a COPY waits a whole round of requests (about one
+request's latency), and a SIGKILL lost up to a second of answered requests at
+c=200. There, it commits what arrived every 50 ms whatever the load.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from typing import Any, AsyncIterator, Callable, Coroutine
 import asyncpg
 
 from gateway.migrate import apply_postgres_migrations
-from gateway.store import (DRAIN_IDLE, KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, RowRefused, Store,
-                           key_changes, key_values, ledger_values, redact_url, spend_sql)
+from gateway.store import (KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, RowRefused, Store, key_changes,
+                           key_values, ledger_values, redact_url, spend_sql)
 
 POOL_MIN, POOL_MAX = 1, 4
 CONNECT_TIMEOUT = 5.0      # a server that is away must not hold a request to /health or a ledger batch for long
@@ -201,24 +201,21 @@ class PostgresStore(Store):
     async def _drain_there(there: _LedgerThread, rows: list[dict[str, Any]], batch: int,
                            settled: Callable[[int], None], linger: Callable[[], bool], interval: float) -> None:
         """On the ledger thread's loop. `rows` grows at its tail on the request loop (list operations hold
-        the GIL, so each is whole); a batch leaves the head once committed. Ends when the buffer is empty
-        and `linger()` says not to wait, or after DRAIN_IDLE without a row."""
+        the GIL, so each is whole); a batch leaves the head once committed. Stays while `linger()`."""
         try:
             pool = await there.connection_pool()
         except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
             raise DatabaseUnavailable(_reason(exc)) from None
-        quiet = 0.0
-        while rows or (quiet < DRAIN_IDLE and linger()):
-            if rows:
-                head = rows[:batch]
-                async with _acquire(pool) as conn:
+        loop = asyncio.get_running_loop()
+        async with _acquire(pool) as conn:          # held while the drain lasts: no reset per batch
+            while rows or linger():
+                due = loop.time() + interval         # one write per interval, however long it took
+                if rows:
+                    head = rows[:batch]
                     await _copy(conn, head)
-                del rows[: len(head)]
-                settled(len(head))
-                quiet = 0.0
-            else:
-                quiet += interval
-            await asyncio.sleep(interval if len(rows) < batch and linger() else 0)
+                    del rows[: len(head)]
+                    settled(len(head))
+                await asyncio.sleep(max(due - loop.time(), 0.0) if len(rows) < batch and linger() else 0)
 
     async def recent_admissions(self, since: str) -> list[tuple[str, str, int]]:
         async with self._conn() as conn:

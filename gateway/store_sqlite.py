@@ -6,12 +6,12 @@ another. SQLite in WAL mode so `sqlite3` users and the CLI can read while the
 server writes. A database file it creates is 0600 (SPEC section 9): SQLite gives
 the -wal and -shm files the mode of the database file, so they are private too.
 
-The ledger's buffer is written from that thread as well (`drain`): while rows
-keep coming it stays there, writing what arrived every `interval` and running
-the other statements in between. So a commit never waits for the event loop,
-which under load takes a whole round of requests (about one request's latency,
-100 ms and more) to hear that a write finished; a SIGKILL loses only the rows of
-the last interval, whatever the load.
+The ledger's buffer is written from that thread as well (`drain`): as long as
+the ledger writer runs, it stays there, writing what arrived every `interval`
+and running the other statements in between. So a commit never waits for the
+event loop, which under load takes a whole round of requests (about one
+request's latency, 100 ms and more) to hear that a write finished; a SIGKILL
+loses only the rows of the last interval, whatever the load.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from typing import Any, Callable
 import orjson
 
 from gateway.migrate import apply_migrations
-from gateway.store import (DRAIN_IDLE, KEY_COLUMNS, LEDGER_COLUMNS, KeyRow, RowRefused, Store, key_changes,
-                           key_values, ledger_values, spend_sql)
+from gateway.store import (KEY_COLUMNS, LEDGER_COLUMNS, KeyRow, RowRefused, Store, key_changes, key_values,
+                           ledger_values, spend_sql)
 
 # A whole batch travels as one JSON parameter of one statement (its own transaction: whole or not at
 # all): executemany would take the GIL once per row, and starve the event loop under load.
@@ -212,19 +212,15 @@ class SqliteStore(Store):
     def _drain_here(self, rows: list[dict[str, Any]], batch: int, settled: Callable[[int], None],
                     linger: Callable[[], bool], interval: float) -> None:
         """In the worker thread. `rows` grows at its tail on the event loop (list operations hold the
-        GIL, so each is whole); a batch leaves the head once committed. Ends when the buffer is empty
-        and `linger()` says not to wait, or after DRAIN_IDLE without a row."""
-        quiet = 0.0
-        while rows or (quiet < DRAIN_IDLE and linger()):
+        GIL, so each is whole); a batch leaves the head once committed. Stays while `linger()`."""
+        while (rows or linger()) and self._worker.running:
+            due = time.monotonic() + interval          # one write per interval, however long it took
             if rows:
                 head = rows[:batch]
                 _insert(self._conn, head)
                 del rows[: len(head)]
                 settled(len(head))
-                quiet = 0.0
-            else:
-                quiet += interval
-            self._worker.serve(interval if len(rows) < batch and linger() else 0.0)
+            self._worker.serve(due - time.monotonic() if len(rows) < batch and linger() else 0.0)
 
     async def recent_admissions(self, since: str) -> list[tuple[str, str, int]]:
         return await self._run(_fetch, "SELECT key_id, created_at, total_tokens FROM requests "

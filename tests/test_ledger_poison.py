@@ -167,10 +167,11 @@ def test_any_row_is_repaired_alike_on_both_stores_or_set_aside(tmp_path, pg_data
 
     async def write(store: Store, reader: _Reader, rows: list[dict]) -> tuple[LedgerWriter, list[dict]]:
         await reader.reset()
-        ledger = LedgerWriter(store, batch=8)
+        ledger = LedgerWriter(store, batch=8, interval=0.002)
         for row in rows:
             ledger.record(row)
         await ledger.flush()
+        await ledger.close()                     # its drain ends within an interval
         return ledger, await reader.rows()
 
     @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
