@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gateway.config import load_config
 from gateway.keys import KeyLimits, create_key
-from gateway.store import Store
+from gateway.store import open_store
 
 RPM, TPM, BUDGET = 1_000_000_000, 1_000_000_000_000, 1_000_000_000.0
 MEASURED = ("gpt-mock", "gpt-mock-ttfc", "gpt-mock-hold", "gpt-mock-reasoning")
@@ -43,7 +43,7 @@ def routes_yaml(upstream: str, total: int) -> str:
 async def make_keys(db: str, config: str, count: int) -> str:
     caps = load_config(config).settings.limits
     limits = KeyLimits(rpm=RPM, tpm=TPM, budget=BUDGET, period="monthly")
-    store = await Store.open(db)
+    store = await open_store(db)
     try:
         now = time.time()
         first = ""

@@ -15,19 +15,19 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.middleware import error_middleware, request_id_middleware
 from gateway.keys import KeyRegistry
-from gateway.ledger import LedgerWriter, NullLedger
+from gateway.store.ledger import LedgerWriter, NullLedger
 from gateway.limiter import ledger_facts, open_limiter
 from gateway.ops.metrics import Metrics
 from gateway.ops.watch import watchers_ctx
 from gateway.core.router import Router
 from gateway.scrub import Scrubber, config_secrets
 from gateway.core.table import RoutingTable
-from gateway.store import Store
+from gateway.store import open_store
 from gateway.core.upstream import Upstream
 
 
 async def _store_ctx(app: web.Application):
-    store = await Store.open(app[OPTIONS].db_path)
+    store = await open_store(app[OPTIONS].db_path)
     app[STORE] = store
     keys = KeyRegistry()
     await keys.load(store, app[CLOCK].now())

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from gateway.clock import Clock
 from gateway.keys import KeyRegistry
-from gateway.ledger import LedgerWriter
+from gateway.store.ledger import LedgerWriter
 from gateway.limiter import Limiter
 from gateway.ops.metrics import Metrics
 from gateway.core.router import Router

@@ -9,13 +9,12 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
 import sys
 import time
 from typing import Any, Sequence
 
 from gateway.config import Config, ConfigError, Limits, load_config
-from gateway.store import DatabaseUnavailable, redact_url
+from gateway.store import DatabaseUnavailable
 
 DEFAULT_DB = "gateway.db"
 
@@ -194,9 +193,9 @@ def _limiter(args, config: Config) -> str:
 
 
 async def _migrate(db: str) -> None:
-    from gateway.store import Store
+    from gateway.store import open_store
 
-    store = await Store.open(db)
+    store = await open_store(db)
     await store.close()
 
 
@@ -284,9 +283,9 @@ async def _key_report(args, store, now: float) -> int:
 
 
 async def _keys(args) -> int:
-    from gateway.store import Store
+    from gateway.store import open_store
 
-    store = await Store.open(_database(args))
+    store = await open_store(_database(args))
     try:
         if args.keys_command in ("list", "show"):
             return await _key_report(args, store, time.time())
@@ -296,11 +295,11 @@ async def _keys(args) -> int:
 
 
 async def _spend(args) -> int:
-    from gateway.store import Store, is_date
+    from gateway.store import is_date, open_store
 
     if args.since is not None and not is_date(args.since):
         raise Fail("--since must be a date, YYYY-MM-DD")
-    store = await Store.open(_database(args))
+    store = await open_store(_database(args))
     try:
         rows = await store.spend(args.by, args.since)
     finally:
@@ -329,10 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         print(f"gateway: error: {err.strerror or err}", file=sys.stderr)
         return 1
-    except sqlite3.Error as err:   # not a database, unwritable directory, locked too long
-        print(f"gateway: error: database {redact_url(getattr(args, 'db', None) or '')}: {err}", file=sys.stderr)
-        return 1
-    except DatabaseUnavailable as err:   # PostgreSQL away, refusing, or no such database
+    except DatabaseUnavailable as err:   # not a database, no such directory, locked too long; a server away
         print(f"gateway: error: {err.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

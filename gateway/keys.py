@@ -13,12 +13,11 @@ import hashlib
 import math
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Hashable
 
 from gateway.errors import AuthError, InvalidRequest
-from gateway.limiter.windows import SPAN, Budget, KeyUsage, period_start
-from gateway.store import KeyRow, Store, new_key_id, new_secret, utc_iso
+from gateway.limiter.windows import Budget, KeyUsage, rebuild_from
+from gateway.store import KeyRow, Store, new_key_id, new_secret, read_ledger_facts, utc_iso
 
 PREFIX_LEN = 10
 PERIODS = ("never", "daily", "monthly")
@@ -98,17 +97,15 @@ class KeyRegistry:
         self.db_version = await store.keys_version()   # first, so a change made during the load is seen
         for row in await store.list_keys():
             self.put(row)
-        for key_id, created_at, tokens in await store.recent_admissions(utc_iso(now - SPAN)):
+        facts = await read_ledger_facts(store, *rebuild_from(now))
+        for key_id, t, tokens in facts.recent:
             state = self.by_id.get(key_id)
             if state is not None:
-                t = _parse_iso(created_at)
                 state.usage.rpm.add(t, 1)
-                state.usage.tpm.add(t, tokens or 0)
-        day = await store.spend_since(utc_iso(period_start("daily", now)))
-        month = await store.spend_since(utc_iso(period_start("monthly", now)))
-        total = await store.spend_total()
+                state.usage.tpm.add(t, tokens)
         for key_id, state in self.by_id.items():
-            state.usage.budget.load(now, day.get(key_id, 0.0), month.get(key_id, 0.0), total.get(key_id, 0.0))
+            state.usage.budget.load(now, facts.day.get(key_id, 0.0), facts.month.get(key_id, 0.0),
+                                    facts.total.get(key_id, 0.0))
 
     async def refresh(self, store: Store) -> int:
         """Pick up keys another process changed; returns how many changed."""
@@ -127,10 +124,6 @@ class KeyRegistry:
             self.by_hash.pop(self.by_id.pop(key_id).row.key_hash, None)
             changed += 1
         return changed
-
-
-def _parse_iso(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass

@@ -21,8 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli import main
 from gateway.keys import hash_secret
-from gateway.ledger import LedgerWriter
-from gateway.store import LEDGER_COLUMNS, Store, is_postgres_url
+from gateway.store import LEDGER_COLUMNS, LedgerWriter, Store, is_postgres_url, open_store
 from tests.conftest import BOTH_DBS, MASTER, check_error
 from tests.fakes import Behaviour
 from tests.pg import query as pg_query
@@ -157,7 +156,7 @@ def _same(a, b) -> bool:
 def test_any_row_is_repaired_alike_on_both_stores_or_set_aside(tmp_path, pg_databases):
     loop = asyncio.new_event_loop()
     urls = [str(tmp_path / "poison.db"), loop.run_until_complete(pg_databases.url("poison"))]
-    stores = [loop.run_until_complete(Store.open(url)) for url in urls]
+    stores = [loop.run_until_complete(open_store(url)) for url in urls]
     for store in stores:
         loop.run_until_complete(store.create_key(key_id=KEY_ID, name="k", key_prefix="sk-poison", rpm=1, tpm=1,
                                                  key_hash=hash_secret("sk-poison"), budget=1.0, period="never",

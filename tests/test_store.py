@@ -1,4 +1,4 @@
-"""The store interface (gateway/store.py), one suite run against both implementations: SQLite and PostgreSQL.
+"""The store interface (gateway/store/), one suite run against both implementations: SQLite and PostgreSQL.
 
 The `store_url` fixture is parametrized, so every test here holds on each store or fails by name
 (`[sqlite]` / `[postgres]`): keys, ledger batches, spend views and `since`, the facts windows are
@@ -18,9 +18,9 @@ import asyncpg
 import pytest
 
 from gateway.keys import KeyRegistry, hash_secret
-from gateway.ledger import LedgerWriter
-from gateway.migrate import migration_files
-from gateway.store import DatabaseUnavailable, KeyRow, Store, is_postgres_url, redact_url, utc_iso
+from gateway.store import (DatabaseUnavailable, KeyRow, LedgerWriter, Store, is_postgres_url, open_store,
+                           redact_url, utc_iso)
+from gateway.store.migrate import migration_files
 from tests.pg import to_dollar_params
 from tests.procs import free_port
 
@@ -39,7 +39,7 @@ async def store_url(request, tmp_path, pg_databases) -> str:
 
 @pytest.fixture
 async def store(store_url):
-    opened = await Store.open(store_url)
+    opened = await open_store(store_url)
     yield opened
     await opened.close()
 
@@ -83,7 +83,7 @@ async def test_tables_views_and_columns_are_the_same_on_both(tmp_path, pg_databa
     names = ("api_keys", "requests", "spend_by_key", "spend_by_model", "spend_by_day", "schema_migrations")
     lite, pg = str(tmp_path / "a.db"), await pg_databases.url()
     for url in (lite, pg):
-        await (await Store.open(url)).close()
+        await (await open_store(url)).close()
     sqlite_cols = {t: [r[1] for r in await raw(lite, f"PRAGMA table_info({t})")] for t in names}
     pg_cols = {t: [r[0] for r in await raw(pg, "SELECT column_name FROM information_schema.columns "
                                                "WHERE table_name = ? ORDER BY ordinal_position", (t,))]
@@ -93,7 +93,7 @@ async def test_tables_views_and_columns_are_the_same_on_both(tmp_path, pg_databa
 
 
 async def test_reopening_applies_each_migration_once(store_url, store):
-    again = await Store.open(store_url)
+    again = await open_store(store_url)
     await again.close()
     versions = [r[0] for r in await raw(store_url, "SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == [name for name, _ in migration_files()]
@@ -173,7 +173,7 @@ async def test_a_batch_is_written_whole_or_not_at_all(store, store_url):
 
 
 async def test_key_changes_reach_another_connection(store, store_url):
-    other = await Store.open(store_url)
+    other = await open_store(store_url)
     try:
         key = await new_key(store, "key_aaaaaa")
         gone = await new_key(store, "key_bbbbbb")
@@ -225,7 +225,7 @@ async def test_the_cli_reads_and_writes_either_store(store_url, tmp_path):
 async def test_an_unreachable_server_is_one_clear_error_without_the_password():
     url = f"postgresql://gw:hunter2secret@127.0.0.1:{free_port()}/ledger"
     with pytest.raises(DatabaseUnavailable) as caught:
-        await Store.open(url)
+        await open_store(url)
     assert "hunter2secret" not in caught.value.message and "127.0.0.1" in caught.value.message
     assert caught.value.status == 503 and caught.value.code == "database_unavailable"
     assert redact_url(url) == url.replace("hunter2secret", "***") and redact_url("gateway.db") == "gateway.db"
@@ -237,7 +237,7 @@ async def test_an_unreachable_server_is_one_clear_error_without_the_password():
 
 async def test_processes_starting_at_once_migrate_one_at_a_time(pg_databases):
     url = await pg_databases.url()
-    stores = await asyncio.gather(*(Store.open(url) for _ in range(4)))
+    stores = await asyncio.gather(*(open_store(url) for _ in range(4)))
     for opened in stores:
         await opened.close()
     versions = [r[0] for r in await raw(url, "SELECT version FROM schema_migrations ORDER BY version")]
@@ -247,7 +247,7 @@ async def test_processes_starting_at_once_migrate_one_at_a_time(pg_databases):
 async def test_rows_wait_while_postgres_is_down_and_land_when_it_returns(temp_postgres, caplog):
     """A real server stopped and started again: refused batches stay buffered (up to the bound), the pool
     reconnects by itself, and every kept row is written once."""
-    store = await Store.open(temp_postgres.url)
+    store = await open_store(temp_postgres.url)
     ledger = LedgerWriter(store, max_buffer=30)
     try:
         await new_key(store, "key_aaaaaa")
@@ -272,5 +272,35 @@ async def test_rows_wait_while_postgres_is_down_and_land_when_it_returns(temp_po
                                            "MAX(created_at) FROM requests")
         assert got == [(40, 40, utc_iso(NOW), utc_iso(NOW + 39))]          # the first 40, once each
     finally:
+        await ledger.close()
+        await store.close()
+
+
+# -- SQLite only ----------------------------------------------------------------------------------
+
+async def test_sqlite_errors_leave_the_store_as_the_errors_postgresql_gives(tmp_path):
+    """Not a database, and locked past the busy timeout: DatabaseUnavailable, as PostgreSQL away is;
+    the ledger writer keeps its rows and writes them once the lock is gone."""
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("not a database\n" * 100)
+    with pytest.raises(DatabaseUnavailable) as caught:
+        await open_store(str(not_a_db))
+    assert caught.value.status == 503 and caught.value.message.startswith(f"database {not_a_db}: ")
+    url = str(tmp_path / "gateway.db")
+    store = await open_store(url)
+    ledger = LedgerWriter(store)
+    lock = sqlite3.connect(url, timeout=0, isolation_level=None)
+    try:
+        await new_key(store, "key_aaaaaa")
+        lock.execute("BEGIN EXCLUSIVE")               # past the store's 5 s busy timeout
+        with pytest.raises(DatabaseUnavailable) as caught:
+            await store.insert_rows([row("key_aaaaaa", NOW)])
+        assert caught.value.code == "database_unavailable" and "locked" in caught.value.message
+        ledger.record(row("key_aaaaaa", NOW + 1))
+        lock.execute("COMMIT")
+        await ledger.flush()
+        assert ledger.written == 1 and await raw(url, "SELECT COUNT(*) FROM requests") == [(1,)]
+    finally:
+        lock.close()
         await ledger.close()
         await store.close()

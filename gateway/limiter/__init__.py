@@ -11,10 +11,11 @@ windows.py. The interface, its errors and the limiter URL are in base.py.
 from __future__ import annotations
 
 from gateway.clock import Clock
-from gateway.limiter.base import (FactsSource, LedgerFacts, Limiter, LimiterUnavailable, Ticket, check_limiter_url,
-                                  describe, ledger_facts)
+from gateway.limiter.base import (FactsSource, Limiter, LimiterUnavailable, Ticket, check_limiter_url, describe,
+                                  ledger_facts)
 from gateway.limiter.memory import MemoryLimiter
 from gateway.limiter.windows import DAY, SPAN, Admission, Budget, KeyUsage, Window, period_start
+from gateway.store import LedgerFacts
 
 __all__ = ["DAY", "SPAN", "Admission", "Budget", "FactsSource", "KeyUsage", "LedgerFacts", "Limiter",
            "LimiterUnavailable", "MemoryLimiter", "Ticket", "Window", "check_limiter_url", "describe",

@@ -5,13 +5,12 @@ one by URL. The ledger facts a limiter is rebuilt from come through `ledger_fact
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 from urllib.parse import urlsplit
 
 from gateway.errors import ServiceUnavailable
-from gateway.limiter.windows import SPAN, period_start
-from gateway.store import utc_iso
+from gateway.limiter.windows import rebuild_from
+from gateway.store import LedgerFacts, Store, read_ledger_facts
 
 if TYPE_CHECKING:   # keys.py builds each key's counters from windows.py: a type here, not an import
     from gateway.keys import KeyState
@@ -87,32 +86,14 @@ def describe(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}{parts.path or ''}"
 
 
-@dataclass
-class LedgerFacts:
-    """What the windows and budgets are rebuilt from: the ledger's last minute and period spend."""
-
-    recent: list[tuple[str, float, int]]    # (key_id, admitted at, total tokens) of the last SPAN seconds
-    day: dict[str, float]
-    month: dict[str, float]
-    total: dict[str, float]
-    day_start: float
-    month_start: float
-
-
 FactsSource = Callable[[float], Awaitable[LedgerFacts]]
 
 
-def ledger_facts(store: Any, flush: Callable[[], Awaitable[None]]) -> FactsSource:
-    """Facts read from the store after this process's own ledger rows were flushed."""
-    from gateway.keys import _parse_iso
+def ledger_facts(store: Store, flush: Callable[[], Awaitable[None]]) -> FactsSource:
+    """The one ledger rebuild (gateway/store/rebuild.py), read after this process's own rows were flushed."""
 
     async def read(now: float) -> LedgerFacts:
         await flush()
-        day, month = period_start("daily", now), period_start("monthly", now)
-        recent = [(key_id, _parse_iso(created_at), tokens or 0)
-                  for key_id, created_at, tokens in await store.recent_admissions(utc_iso(now - SPAN))]
-        return LedgerFacts(recent, await store.spend_since(utc_iso(day)), await store.spend_since(utc_iso(month)),
-                           await store.spend_total(), day, month)
+        return await read_ledger_facts(store, *rebuild_from(now))
 
     return read
-

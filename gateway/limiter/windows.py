@@ -77,6 +77,11 @@ def period_start(period: str, now: float) -> float:
     return dt.timestamp()
 
 
+def rebuild_from(now: float) -> tuple[float, float, float]:
+    """Where a rebuild from the ledger reads from: the window's start, the UTC day's and the UTC month's."""
+    return now - SPAN, period_start("daily", now), period_start("monthly", now)
+
+
 def duration(seconds: float) -> str:
     """OpenAI's reset format: `6s`, `1m2s`, `250ms`."""
     if seconds < 1:

@@ -23,9 +23,9 @@ from typing import Any, AsyncIterator, Callable, Coroutine
 
 import asyncpg
 
-from gateway.migrate import apply_postgres_migrations
-from gateway.store import (KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, RowRefused, Store, key_changes,
-                           key_values, ledger_values, redact_url, spend_sql)
+from gateway.store.base import (KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, RowRefused, Store,
+                                key_changes, key_values, ledger_values, redact_url, spend_sql)
+from gateway.store.migrate import apply_postgres_migrations
 
 POOL_MIN, POOL_MAX = 1, 4
 CONNECT_TIMEOUT = 5.0      # a server that is away must not hold a request to /health or a ledger batch for long

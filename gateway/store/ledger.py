@@ -26,7 +26,7 @@ import asyncio
 import logging
 from typing import Any
 
-from gateway.store import RowRefused, Store
+from gateway.store.base import RowRefused, Store
 
 log = logging.getLogger("gateway.ledger")
 
@@ -95,7 +95,7 @@ class LedgerWriter:
                 except RowRefused:
                     await self._write_head(self._rows[: self.batch])   # down to the row at fault
                     continue
-            except Exception as exc:  # sqlite3 errors (locked, disk full, I/O); DatabaseUnavailable (PostgreSQL)
+            except Exception as exc:  # DatabaseUnavailable (either store); anything else is retried alike
                 if not self._failing:
                     log.error("ledger write failed, %d rows kept for retry: %s", len(self._rows), exc)
                 self._failing = True

@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 import orjson
 
-from gateway.migrate import apply_migrations
-from gateway.store import (KEY_COLUMNS, LEDGER_COLUMNS, KeyRow, RowRefused, Store, key_changes, key_values,
-                           ledger_values, spend_sql)
+from gateway.store.base import (KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, RowRefused, Store,
+                                key_changes, key_values, ledger_values, spend_sql)
+from gateway.store.migrate import apply_migrations
 
 # A whole batch travels as one JSON parameter of one statement (its own transaction: whole or not at
 # all): executemany would take the GIL once per row, and starve the event loop under load.
@@ -36,6 +36,21 @@ _INSERT_LEDGER = (f"INSERT INTO requests ({', '.join(LEDGER_COLUMNS)}) SELECT "
                   + " FROM json_each(?)")
 _KEYS = ", ".join(KEY_COLUMNS)
 _REFUSED = (sqlite3.IntegrityError, sqlite3.DataError)
+# SQLite's primary result codes that mean "the database is not there or busy": locked too long, disk
+# full, an I/O error, a file that cannot be opened, written or read as a database. They leave this
+# module as DatabaseUnavailable, as asyncpg's connection errors leave postgres.py; anything else
+# (a statement of ours SQLite cannot run) goes up as it is, as a bug.
+_UNAVAILABLE = frozenset(getattr(sqlite3, name) for name in (
+    "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_NOMEM", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CORRUPT",
+    "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL", "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_NOLFS"))
+
+
+def _translated(exc: BaseException) -> BaseException:
+    """The store-level error for a driver error (see _UNAVAILABLE); other errors as they are."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _UNAVAILABLE:
+        return DatabaseUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}")
+    return exc
 
 
 def _create_private(path: str) -> None:
@@ -100,8 +115,8 @@ class _Worker:
         result, error = None, None
         try:
             result = fn(*args)
-        except BaseException as exc:   # delivered to the caller, as the driver raised it
-            error = exc
+        except BaseException as exc:   # delivered to the caller: the one place sqlite3's errors are translated
+            error = _translated(exc)
         try:
             self.loop.call_soon_threadsafe(_resolve, future, result, error)
         except RuntimeError:           # the loop is closed: nobody waits any more
@@ -109,15 +124,21 @@ class _Worker:
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
+    """Open, set WAL, migrate. Any sqlite3 error here (no such directory, not a database, locked too
+    long) means there is no database to use: DatabaseUnavailable, naming the file."""
+    conn = None
     try:
+        conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         apply_migrations(conn)
-    except BaseException:
-        conn.close()
+    except BaseException as exc:
+        if conn is not None:
+            conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}", f"database {path}: {exc}") from None
         raise
     return conn
 
@@ -131,7 +152,7 @@ def _insert(conn: sqlite3.Connection, rows: list[dict[str, Any]], strict: bool =
         conn.execute(_INSERT_LEDGER, (batch,))
     except _REFUSED as exc:            # a CHECK, NOT NULL or foreign key; a value too big
         raise RowRefused(f"{type(exc).__name__} ({exc.sqlite_errorname})") from None
-    # anything else (locked, disk full, I/O) goes up as it is: the ledger writer keeps the rows
+    # locked, disk full, I/O: DatabaseUnavailable (translated by _Worker), the ledger writer keeps the rows
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[tuple]:

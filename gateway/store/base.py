@@ -1,12 +1,7 @@
-"""The one store interface: keys, the ledger, spend, and the facts limits are rebuilt from.
+"""What both stores share: the `Store` interface, its two errors, and the SQL and row shapes.
 
-Two implementations behind it, chosen by the database URL given to `Store.open`:
-a SQLite file (the default, `gateway/store_sqlite.py`) or `postgresql://...`
-(`gateway/store_postgres.py`, for several processes or machines sharing one
-ledger). Both keep the SPEC section 7 names and columns, with `created_at` as
-ISO-8601 UTC text, so the same SQL answers in `sqlite3` and in `psql`. All SQL
-lives in those two modules and in `migrations/`; the same test suite runs
-against both (`tests/test_store.py`), so they cannot drift apart.
+The drivers (sqlite.py, postgres.py) import this module and nothing imports them but
+`open_store` (gateway/store/__init__.py), which picks one by URL.
 """
 from __future__ import annotations
 
@@ -120,6 +115,11 @@ def utc_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def parse_utc_iso(text: str) -> float:
+    """A `created_at` (utc_iso's text) back to a POSIX time."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def is_postgres_url(url: str) -> bool:
     return url.startswith(_POSTGRES_SCHEMES)
 
@@ -136,13 +136,16 @@ def redact_url(url: str) -> str:
 
 
 class DatabaseUnavailable(ServiceUnavailable):
-    """The database refused or did not answer (server down, connection lost, disk full).
+    """The database refused or did not answer (server down, connection lost, locked too long, disk full,
+    an I/O error, a file that cannot be opened or is no database), in either store.
 
     The ledger writer keeps its rows and retries; the admin API answers 503; the CLI prints one line.
+    `message` replaces the default one (the SQLite store names the file it could not open).
     """
 
-    def __init__(self, reason: str):
-        super().__init__(f"The database does not answer ({reason}).", code="database_unavailable")
+    def __init__(self, reason: str, message: str | None = None):
+        self.reason = reason
+        super().__init__(message or f"The database does not answer ({reason}).", code="database_unavailable")
 
 
 def spend_sql(by: str, since: str | None, placeholder: str) -> str:
@@ -203,15 +206,6 @@ def key_changes(changes: dict[str, Any], now: str) -> dict[str, Any]:
 class Store(abc.ABC):
     """What the gateway, the CLI and the key registry need from a database."""
 
-    @staticmethod
-    async def open(url: str) -> "Store":
-        """Connect and apply pending migrations: `postgresql://...` or a SQLite file path."""
-        if is_postgres_url(url):
-            from gateway.store_postgres import PostgresStore
-            return await PostgresStore.open(url)
-        from gateway.store_sqlite import SqliteStore
-        return await SqliteStore.open(url)
-
     @abc.abstractmethod
     async def close(self) -> None: ...
 
@@ -242,8 +236,7 @@ class Store(abc.ABC):
         """One transaction per batch: a batch is written whole or not at all.
 
         Each row goes through `ledger_values(row, strict)`; a value or a constraint the database still
-        refuses raises `RowRefused`; a database that does not answer, `DatabaseUnavailable` (PostgreSQL)
-        or sqlite3's error (locked, disk full, I/O).
+        refuses raises `RowRefused`; a database that does not answer, `DatabaseUnavailable`.
         """
 
     async def drain(self, rows: list[dict[str, Any]], batch: int, settled: Callable[[int], None],

@@ -1,0 +1,33 @@
+"""The store: keys, the ledger, spend, and the facts limits are rebuilt from, behind one interface.
+
+Two implementations, chosen by the database URL given to `open_store`: a SQLite file (the
+default, sqlite.py) or `postgresql://...` (postgres.py, for several processes or machines
+sharing one ledger). Both keep the SPEC section 7 names and columns, with `created_at` as
+ISO-8601 UTC text, so the same SQL answers in `sqlite3` and in `psql`; both raise the same
+two errors (`DatabaseUnavailable`: retry later; `RowRefused`: this row, never). All SQL lives
+in base.py, the two drivers, and `migrations/` (applied by migrate.py); the same test suite
+runs against both (`tests/test_store.py`), so they cannot drift apart. ledger.py is the
+batched writer of the ledger; rebuild.py the one read windows and budgets are rebuilt from.
+"""
+from __future__ import annotations
+
+from gateway.store.base import (KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, RowRefused, Store, is_date,
+                                is_postgres_url, ledger_values, new_key_id, new_secret, parse_utc_iso, redact_url,
+                                utc_iso)
+from gateway.store.ledger import LedgerWriter, NullLedger
+from gateway.store.rebuild import LedgerFacts, read_ledger_facts
+
+__all__ = ["KEY_COLUMNS", "LEDGER_COLUMNS", "DatabaseUnavailable", "KeyRow", "LedgerFacts", "LedgerWriter",
+           "NullLedger", "RowRefused", "Store", "is_date", "is_postgres_url", "ledger_values", "new_key_id",
+           "new_secret", "open_store", "parse_utc_iso", "read_ledger_facts", "redact_url", "utc_iso"]
+
+
+async def open_store(url: str) -> Store:
+    """Connect and apply pending migrations: `postgresql://...` or a SQLite file path.
+
+    Only the driver asked for is imported (asyncpg takes a while to import)."""
+    if is_postgres_url(url):
+        from gateway.store.postgres import PostgresStore
+        return await PostgresStore.open(url)
+    from gateway.store.sqlite import SqliteStore
+    return await SqliteStore.open(url)
