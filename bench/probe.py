@@ -81,7 +81,7 @@ async def _one(http: aiohttp.ClientSession, url: str, body: bytes, headers: dict
                 held.done += 1
             else:
                 held.errors.append(f"unfinished {rest[-80:]!r}")
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         held.errors.append(type(exc).__name__)
 
 

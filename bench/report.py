@@ -13,7 +13,9 @@ from statistics import median
 
 def load(path: str) -> dict:
     runs: dict = {"variants": {}}
-    for line in open(path):
+    with open(path) as lines:
+        records = list(lines)
+    for line in records:
         if not line.strip():
             continue
         r = json.loads(line)
@@ -51,7 +53,8 @@ def main(path: str) -> None:
         return runs.get((name, kind, conc), {}).get("wrk", {})
 
     conc = runs.get("env", {}).get("conc", 32)
-    for kind, label, target in (("ns", "non-stream", 0.33), ("s", f"stream ({runs['env'].get('chunks', 20)} chunks)", 0.25)):
+    chunks = runs["env"].get("chunks", 20)
+    for kind, label, target in (("ns", "non-stream", 0.33), ("s", f"stream ({chunks} chunks)", 0.25)):
         d, g = get("direct", kind, conc).get("rps"), get("gateway", kind, conc).get("rps")
         ratio = g / d if d and g is not None else None
         rows.append((f"{label} requests/s, c{conc}", f(d, 0), f(g, 0), f(ratio, 3, "x"), f">= {target}x",

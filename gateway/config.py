@@ -148,9 +148,9 @@ def _path(parts: tuple[Any, ...] | list[Any]) -> str:
 
 def _interpolate(node: Any, where: list[Any], env: dict[str, str], problems: list[str]) -> Any:
     if isinstance(node, dict):
-        return {k: _interpolate(v, where + [k], env, problems) for k, v in node.items()}
+        return {k: _interpolate(v, [*where, k], env, problems) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, where + [i], env, problems) for i, v in enumerate(node)]
+        return [_interpolate(v, [*where, i], env, problems) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
         def sub(m: re.Match) -> str:
             if m.group(1) not in env:
@@ -173,13 +173,13 @@ def _duplicate_keys(node: yaml.Node, where: list[Any], problems: list[str], open
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
             line = key_node.start_mark.line + 1
             if key in first:
-                problems.append(f"{_path(where + [key])}: duplicate key (line {line}; first at line {first[key]})")
+                problems.append(f"{_path([*where, key])}: duplicate key (line {line}; first at line {first[key]})")
             else:
                 first[key] = line
-            _duplicate_keys(value_node, where + [key], problems, open_)
+            _duplicate_keys(value_node, [*where, key], problems, open_)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _duplicate_keys(item, where + [i], problems, open_)
+            _duplicate_keys(item, [*where, i], problems, open_)
     open_.discard(id(node))
 
 

@@ -18,8 +18,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from multiprocessing.connection import wait
-from typing import Callable
 
 log = logging.getLogger("gateway.workers")
 

@@ -36,7 +36,7 @@ async def find_server() -> tuple[str | None, str]:
     for url in ([os.environ["GATEWAY_TEST_PG"]] if os.environ.get("GATEWAY_TEST_PG") else []) + list(CANDIDATES):
         try:
             conn = await asyncpg.connect(url, timeout=3)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             tried.append(f"{url}: {type(exc).__name__}")
             continue
         await conn.close()
@@ -100,7 +100,7 @@ class PgDatabases:
 def pg_server() -> tuple[str | None, str]:
     found = asyncio.run(find_server())
     if found[0] is None:
-        warnings.warn(found[1])
+        warnings.warn(found[1], stacklevel=1)
     return found
 
 

@@ -64,10 +64,10 @@ class GatewayProcess:
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)["key"]
 
-    def start(self) -> "GatewayProcess":
+    def start(self) -> GatewayProcess:
         if not self.key:
             self.key = self.create_key()
-        self._logfile = open(self.log, "ab")
+        self._logfile = open(self.log, "ab")  # noqa: SIM115 - the server writes to it until stop() closes it
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(self.port),
                                       "--db", str(self.db), "--config", str(self.config), *self.args],
                                      stdout=self._logfile, stderr=subprocess.STDOUT, env=self.env)

@@ -57,7 +57,7 @@ async def test_tool_use_stream_becomes_tool_call_deltas(gateway, key, upstream):
     assert first["index"] == 0 and first["id"] and first["type"] == "function" and first["function"]["name"]
     args = "".join(tc["function"].get("arguments") or "" for tc in calls)
     assert json.loads(args) == {"location": "Paris"}
-    assert [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]][0][
+    assert next(c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"])[
         "choices"][0]["finish_reason"] == "tool_calls"
     assert upstream.requests[-1]["tools"][0]["name"] == "get_weather"
     assert upstream.requests[-1]["tool_choice"] == {"type": "auto"}

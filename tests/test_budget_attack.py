@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.core.attempts import plan
 from gateway.config import parse_config
+from gateway.core.attempts import plan
 from gateway.core.table import RoutingTable
 
 BUDGET = 0.01
@@ -32,7 +32,8 @@ providers:
 routes:
   an-native: {{targets: [{{provider: claude, model: c, price: {PRICE}, thinking: native}}]}}
   oa-native: {{targets: [{{provider: up, model: u, price: {PRICE}, thinking: native}}]}}
-  oa-params: {{targets: [{{provider: up, model: u, price: {PRICE}, thinking: {{params: {{max_completion_tokens: 4000}}}}}}]}}
+  oa-params:
+    targets: [{{provider: up, model: u, price: {PRICE}, thinking: {{params: {{max_completion_tokens: 4000}}}}}}]
   oa-model: {{targets: [{{provider: up, model: u, price: {PRICE}, thinking: {{model: u-think}}}}]}}
   retry-reaches-claude:
     retries: 1

@@ -127,7 +127,8 @@ def test_a_bad_database_path_is_a_one_line_error(cli, tmp_path, db):
 def test_console_script_errors_have_no_traceback(tmp_path):
     import subprocess
     script = Path(sys.executable).with_name("gateway")
-    for argv in (["keys", "create", "--name", "a", "--rpm", "lots"], ["keys", "list", "--db", str(tmp_path / "no/x.db")],
+    for argv in (["keys", "create", "--name", "a", "--rpm", "lots"],
+                 ["keys", "list", "--db", str(tmp_path / "no/x.db")],
                  ["spend", "--db", str(tmp_path)]):
         done = subprocess.run([str(script), *argv], capture_output=True, text=True, timeout=20, cwd=tmp_path)
         assert done.returncode != 0 and done.stdout == ""

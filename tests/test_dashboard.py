@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -63,7 +63,7 @@ async def test_operator_manages_keys_and_sees_spend(gateway, page, tmp_path):
     # spend page: today's bar carries the spend of that request
     await page.goto(f"{gateway.url}/dashboard#spend")
     await page.wait_for_selector("#day-chart svg")
-    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
     value = float(await page.get_attribute(f"#day-chart rect[data-day='{today}']", "data-value"))
     assert value == pytest.approx((11 * 1.0 + 7 * 2.0) / 1e6)
     await page.wait_for_selector("#spend-model tbody tr:has-text('gpt')")

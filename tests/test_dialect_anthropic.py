@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.core.sse import SSEDecoder
 from gateway.dialects import anthropic
 from gateway.dialects.base import Delta, SSEEvent, TargetView, UpstreamError, Usage
-from gateway.core.sse import SSEDecoder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STREAMS = FIXTURES / "upstream" / "anthropic"

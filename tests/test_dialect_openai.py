@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.core.translate import StreamTranslator
 from gateway.dialects import openai
 from gateway.dialects.base import Completion, SSEEvent, TargetView, UpstreamError, Usage
 from gateway.front.chat_encode import ChunkBuilder
-from gateway.core.translate import StreamTranslator
 from tests.conftest import check_stream, joined
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -96,7 +96,7 @@ def test_golden(name):
 def test_golden_split(name):
     raw = recording(name)
     expected = pipeline_bytes([raw])
-    assert client_events(expected) == golden(name) + ["[DONE]"]
+    assert client_events(expected) == [*golden(name), "[DONE]"]
     assert pipeline_bytes([raw[i:i + 1] for i in range(len(raw))]) == expected, "one byte at a time"
     for size in (3, 64, 1000):
         assert pipeline_bytes([raw[i:i + size] for i in range(0, len(raw), size)]) == expected, size

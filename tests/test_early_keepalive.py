@@ -6,6 +6,7 @@ then fails, the stream is one error event and no [DONE].
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -60,7 +61,7 @@ async def test_headers_and_keepalives_while_the_first_content_is_late(start_gate
     assert resp.status == 200 and headers_at < 0.4, headers_at
     early = comments(before_first_data(lines))
     assert len(early) >= 3 and early[0] < 0.4, early
-    assert all(b - a < 3 * EVERY for a, b in zip(early, early[1:])), early
+    assert all(b - a < 3 * EVERY for a, b in itertools.pairwise(early)), early
     chunks = check_stream(parse_sse(b"".join(line for _, line in lines)), "r")
     assert joined(chunks, "content") == "Hello there"
     row = (await gw.rows())[-1]

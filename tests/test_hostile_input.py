@@ -25,10 +25,10 @@ from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.front import chat_params as protocol
 from gateway.dialects import anthropic, mock, openai
 from gateway.dialects.base import TargetView
 from gateway.errors import InvalidRequest
+from gateway.front import chat_params as protocol
 from gateway.tokens import estimate_prompt
 from tests.conftest import MASTER, check_error, default_routes
 from tests.fakes import FakeUpstream
@@ -427,7 +427,7 @@ class ThreadedUpstream:
         self.loop.run_forever()
         self.loop.run_until_complete(runner.cleanup())
 
-    def __enter__(self) -> "ThreadedUpstream":
+    def __enter__(self) -> ThreadedUpstream:
         self._thread.start()
         assert self._ready.wait(10)
         return self

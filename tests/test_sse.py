@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.dialects.base import SSEEvent
 from gateway.core.sse import DONE, KEEPALIVE, SSEDecoder, encode_data
+from gateway.dialects.base import SSEEvent
 
 RECORDED = sorted((Path(__file__).parent / "fixtures" / "upstream").glob("*/*.sse"))
 
@@ -24,7 +24,7 @@ def decode(*pieces: bytes, flush: bool = True) -> list[SSEEvent]:
 def every_split(raw: bytes) -> list[tuple[bytes, ...]]:
     """The input whole, in two pieces at every offset, and one byte at a time."""
     splits = [(raw,)] + [(raw[:cut], raw[cut:]) for cut in range(1, len(raw))]
-    return splits + [tuple(raw[i:i + 1] for i in range(len(raw)))]
+    return [*splits, tuple(raw[i:i + 1] for i in range(len(raw)))]
 
 
 def check_all_splits(raw: bytes, expected: list[SSEEvent]) -> None:
@@ -152,8 +152,8 @@ def test_recorded_streams_split_at_every_offset(path):
 def test_an_event_over_the_bound_is_refused():
     import pytest
 
-    from gateway.dialects.base import UpstreamError
     from gateway.core.sse import SSEDecoder
+    from gateway.dialects.base import UpstreamError
 
     decoder = SSEDecoder(max_event=1000)
     with pytest.raises(UpstreamError):

@@ -100,8 +100,8 @@ async def test_non_stream_usage_is_estimated_when_upstream_gives_none(start_gate
 async def test_reasoning_history_is_stripped_for_non_native_targets(start_gateway, upstream):
     gw = await start_gateway(routes(upstream.url))
     key = (await gw.create_key())["key"]
-    history = MSG + [{"role": "assistant", "content": "4", "reasoning_content": "r", "reasoning_signature": "s"},
-                     {"role": "user", "content": "again"}]
+    history = [*MSG, {"role": "assistant", "content": "4", "reasoning_content": "r", "reasoning_signature": "s"},
+               {"role": "user", "content": "again"}]
     await gw.post(key, {"model": "never", "messages": history})
     assert "reasoning_content" not in upstream.requests[-1]["messages"][1]
     await gw.post(key, {"model": "mixed", "messages": history, "thinking": THINK})

@@ -44,7 +44,7 @@ CASES = [
 def run(pieces: list[str]) -> tuple[str, str]:
     splitter = ThinkSplitter()
     reasoning, content = [], []
-    for piece in pieces + [None]:
+    for piece in [*pieces, None]:
         r, c = splitter.feed(piece) if piece is not None else splitter.flush()
         reasoning.append(r)
         content.append(c)

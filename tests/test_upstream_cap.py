@@ -112,7 +112,9 @@ async def test_stream_over_the_cap_mid_stream_ends_with_one_error_event(start_ga
 
 
 def vm_kb(pid: int, field: str) -> int:
-    for line in open(f"/proc/{pid}/status"):
+    with open(f"/proc/{pid}/status") as status:
+        lines = status.read().splitlines()
+    for line in lines:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"no {field}")

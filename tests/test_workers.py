@@ -54,7 +54,8 @@ def sql(db: Path, query: str, params: tuple = ()) -> list[tuple]:
 
 def key_id(proc: GatewayProcess, secret: str) -> str:
     import hashlib
-    return sql(proc.db, "SELECT id FROM api_keys WHERE key_hash = ?", (hashlib.sha256(secret.encode()).hexdigest(),))[0][0]
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    return sql(proc.db, "SELECT id FROM api_keys WHERE key_hash = ?", (digest,))[0][0]
 
 
 async def post(http: aiohttp.ClientSession, port: int, key: str, model: str = "demo", **extra) -> int:
@@ -137,15 +138,16 @@ async def test_a_key_revoked_through_one_process_is_refused_by_the_other_within_
 async def test_sigterm_of_one_process_under_load_loses_no_ledger_row(tmp_path, redis_url):
     procs = pair(tmp_path, redis_url)
     keys = [procs[0].create_key(), procs[0].create_key()]                # one key per process: rows tell apart
-    for proc, key in zip(procs, keys):
+    for proc, key in zip(procs, keys, strict=True):
         proc.key = key
         proc.start()
     started = [0, 0]
     finished = [0, 0]
 
     async def stream(http, i: int) -> None:
-        async with http.post(f"http://127.0.0.1:{procs[i].port}/v1/chat/completions", headers={
-                "Authorization": f"Bearer {keys[i]}"}, json={"model": "pricey-slow", "messages": HI, "stream": True}) as r:
+        async with http.post(f"http://127.0.0.1:{procs[i].port}/v1/chat/completions",
+                             headers={"Authorization": f"Bearer {keys[i]}"},
+                             json={"model": "pricey-slow", "messages": HI, "stream": True}) as r:
             assert r.status == 200
             started[i] += 1
             await r.read()
@@ -186,7 +188,7 @@ async def test_workers_2_share_one_port_and_exact_limits_and_stop_together(tmp_p
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True)) as http:
             statuses = await asyncio.gather(*(post(http, proc.port, proc.key) for _ in range(150)))
-        spent = [_cpu_ticks(w) - b for w, b in zip(workers, before)]
+        spent = [_cpu_ticks(w) - b for w, b in zip(workers, before, strict=True)]
     finally:
         assert proc.stop() == 0
     assert statuses.count(200) == 100 and statuses.count(429) == 50

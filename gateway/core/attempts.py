@@ -8,12 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from gateway.appkeys import CLOCK, ROUTER, SCRUBBER
-from gateway.dialects.base import TargetView, UpstreamRequest
-from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
 from gateway.core.exchange import Exchange
 from gateway.core.table import RouteEntry, TargetEntry
-from gateway.scrub import Scrubber
 from gateway.core.upstream import AttemptFailed
+from gateway.dialects.base import TargetView, UpstreamRequest
+from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
+from gateway.scrub import Scrubber
 
 log = logging.getLogger("gateway.core.attempts")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.core.table import TargetEntry
 from gateway.dialects.base import Usage
 from gateway.errors import GatewayError
 from gateway.keys import KeyState
 from gateway.limiter import Admission
-from gateway.core.table import TargetEntry
 from gateway.scrub import Scrubber
 
 

@@ -18,13 +18,13 @@ from aiohttp import web
 
 from gateway.appkeys import CLOCK, OPTIONS, SCRUBBER, TABLE, UPSTREAM
 from gateway.core.attempts import Attempts, Plan, client_error
-from gateway.dialects.base import UpstreamError
-from gateway.errors import GatewayError, error_event
 from gateway.core.exchange import Exchange
-from gateway.core.table import RouteEntry, TargetEntry
 from gateway.core.sse import KEEPALIVE
+from gateway.core.table import RouteEntry, TargetEntry
 from gateway.core.translate import StreamTranslator
 from gateway.core.upstream import AttemptFailed
+from gateway.dialects.base import UpstreamError
+from gateway.errors import GatewayError, error_event
 
 _STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 

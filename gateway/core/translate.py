@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from gateway.dialects.base import Delta, StreamDecoder, UpstreamError
 from gateway.core.sse import SSEDecoder
+from gateway.dialects.base import Delta, StreamDecoder, UpstreamError
 
 log = logging.getLogger("gateway.core.translate")
 

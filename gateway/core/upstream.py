@@ -16,10 +16,10 @@ import aiohttp
 import orjson
 
 from gateway.clock import Clock
-from gateway.dialects.base import Completion, UpstreamError, UpstreamRequest
 from gateway.core.table import TargetEntry
-from gateway.scrub import shapes
 from gateway.core.translate import unreadable
+from gateway.dialects.base import Completion, UpstreamError, UpstreamRequest
+from gateway.scrub import shapes
 
 log = logging.getLogger("gateway.core.upstream")
 
@@ -233,11 +233,11 @@ class Upstream:
         self.session = session
         self._local = LocalTransport(clock)
 
-    def transport(self, target: TargetEntry) -> "Upstream | LocalTransport":
+    def transport(self, target: TargetEntry) -> Upstream | LocalTransport:
         return self._local if getattr(target.dialect, "transport", "http") == "local" else self
 
     @classmethod
-    def create(cls, clock: Clock) -> "Upstream":
+    def create(cls, clock: Clock) -> Upstream:
         # No cap on connections: every open stream holds one, and a capped pool would queue requests
         # silently inside their header timeout (1000 held streams got 256 connections).
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
@@ -253,11 +253,11 @@ class Upstream:
         return _parsed(target.dialect, await self._call(target.dialect, req, timeout, limit))
 
     async def _call(self, dialect: ModuleType, req: UpstreamRequest, timeout: float, limit: int) -> dict:
-        async with _translated(timeout, "did not answer"):
-            async with self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp:
-                if resp.status >= 300:
-                    raise _status_failure(resp.status, await _read_head(resp), resp.headers, dialect, req)
-                body = await _read_body(resp, limit)
+        async with (_translated(timeout, "did not answer"),
+                    self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp):
+            if resp.status >= 300:
+                raise _status_failure(resp.status, await _read_head(resp), resp.headers, dialect, req)
+            body = await _read_body(resp, limit)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -18,9 +18,9 @@ from gateway.dialects.base import (
     SSEEvent,
     TargetView,
     UpstreamError,
-    largest_count,
     UpstreamRequest,
     Usage,
+    largest_count,
 )
 
 name = "anthropic"
@@ -287,7 +287,7 @@ def error_message(data: Any) -> str | None:
 
 # ---------------------------------------------------------------- stream
 
-def stream_decoder() -> "AnthropicStreamDecoder":
+def stream_decoder() -> AnthropicStreamDecoder:
     return AnthropicStreamDecoder()
 
 

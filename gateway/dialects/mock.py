@@ -14,7 +14,7 @@ import orjson
 
 from gateway.dialects import openai as _openai
 from gateway.dialects.base import TargetView, UpstreamRequest, largest_count
-from gateway.tokens import count_words   # what a tokenizer would bill: no safety margin
+from gateway.tokens import count_words  # what a tokenizer would bill: no safety margin
 
 name = "mock"
 needs_base_url = False   # the routes.yaml provider must say where it is

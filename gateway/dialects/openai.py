@@ -10,8 +10,16 @@ from typing import Any
 
 import orjson
 
-from gateway.dialects.base import (Completion, Delta, SSEEvent, TargetView, UpstreamError, UpstreamRequest, Usage,
-                                   largest_count)
+from gateway.dialects.base import (
+    Completion,
+    Delta,
+    SSEEvent,
+    TargetView,
+    UpstreamError,
+    UpstreamRequest,
+    Usage,
+    largest_count,
+)
 
 name = "openai"
 needs_base_url = True   # the routes.yaml provider must say where it is

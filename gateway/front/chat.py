@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from gateway.front import chat_params as protocol
 from gateway.dialects.base import Completion, Usage
+from gateway.front import chat_params as protocol
 from gateway.front.base import ClientRequest
 from gateway.front.chat_encode import ChunkBuilder, completion_body
 

@@ -83,7 +83,8 @@ class ChunkBuilder:
         elif out:
             parts.append(self._chunk(out, None, None))
         if self.include_usage:
-            parts.append(self._head + b'"choices":[],"usage":' + orjson.dumps(usage_dict(self.final_usage())) + b"}\n\n")
+            usage = orjson.dumps(usage_dict(self.final_usage()))
+            parts.append(self._head + b'"choices":[],"usage":' + usage + b"}\n\n")
         parts.append(b"data: [DONE]\n\n")
         return b"".join(parts)
 
@@ -186,9 +187,10 @@ def completion_body(done: Completion, completion_id: str, created: int, model: s
         args = "".join(fn["arguments"] for c in message.get("tool_calls") or ()
                        if isinstance(fn := c.get("function"), dict) and isinstance(fn.get("arguments"), str))
         reasoning_tokens = count_text(reasoning) if reasoning else None
-        usage = Usage(prompt_estimate, count_text((content or "") + (done.refusal or "") + args) + (reasoning_tokens or 0),
-                      reasoning_tokens)
+        written = (content or "") + (done.refusal or "") + args
+        usage = Usage(prompt_estimate, count_text(written) + (reasoning_tokens or 0), reasoning_tokens)
     body = {"id": completion_id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": done.logprobs, "finish_reason": done.finish_reason}],
+            "choices": [{"index": 0, "message": message, "logprobs": done.logprobs,
+                         "finish_reason": done.finish_reason}],
             "usage": usage_dict(usage)}
     return body, usage, estimated
