@@ -15,8 +15,7 @@ import time
 
 from gateway.clock import Clock
 from gateway.keys import KeyState
-from gateway.limiter import LedgerFacts, open_limiter
-from gateway.limiter import Budget, KeyUsage
+from gateway.limiter import Budget, KeyUsage, LedgerFacts, open_limiter
 from gateway.store import KeyRow
 
 

@@ -3,27 +3,37 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.ops import admin
-from gateway.ops import handlers
-from gateway.ops import logs
-from gateway.ops import ui
-from gateway.core.endpoint import endpoint
-from gateway.front import FRONTS
-from gateway.appkeys import (CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, ROUTER, SCRUBBER, STORE, TABLE,
-                             UPSTREAM, ServerOptions, TableHolder)
+from gateway.appkeys import (
+    CLOCK,
+    KEYS,
+    LEDGER,
+    LIMITER,
+    METRICS,
+    OPTIONS,
+    ROUTER,
+    SCRUBBER,
+    STORE,
+    TABLE,
+    UPSTREAM,
+    ServerOptions,
+    TableHolder,
+)
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.middleware import error_middleware, request_id_middleware
+from gateway.core.endpoint import endpoint
+from gateway.core.router import Router
+from gateway.core.table import RoutingTable
+from gateway.core.upstream import Upstream
+from gateway.front import FRONTS
 from gateway.keys import KeyRegistry
-from gateway.store.ledger import LedgerWriter, NullLedger
 from gateway.limiter import ledger_facts, open_limiter
+from gateway.middleware import error_middleware, request_id_middleware
+from gateway.ops import admin, handlers, logs, ui
 from gateway.ops.metrics import Metrics
 from gateway.ops.watch import watchers_ctx
-from gateway.core.router import Router
 from gateway.scrub import Scrubber, config_secrets
-from gateway.core.table import RoutingTable
 from gateway.store import open_store
-from gateway.core.upstream import Upstream
+from gateway.store.ledger import LedgerWriter, NullLedger
 
 
 async def _store_ctx(app: web.Application):

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.clock import Clock
-from gateway.keys import KeyRegistry
-from gateway.store.ledger import LedgerWriter
-from gateway.limiter import Limiter
-from gateway.ops.metrics import Metrics
 from gateway.core.router import Router
 from gateway.core.table import RoutingTable
+from gateway.core.upstream import Upstream
+from gateway.keys import KeyRegistry
+from gateway.limiter import Limiter
+from gateway.ops.metrics import Metrics
 from gateway.scrub import Scrubber
 from gateway.store import Store, redact_url
-from gateway.core.upstream import Upstream
+from gateway.store.ledger import LedgerWriter
 
 
 @dataclass

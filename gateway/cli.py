@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from gateway.config import Config, ConfigError, Limits, load_config
 from gateway.store import DatabaseUnavailable
@@ -141,7 +142,6 @@ def cmd_serve(args) -> int:
     from gateway.app import create_app
     from gateway.appkeys import ServerOptions
     from gateway.limiter import describe
-
     from gateway.ops import logs
 
     logs.setup(args.log_level, args.log_format)
@@ -206,9 +206,9 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     cells = [[("" if r.get(c) is None else f"{r[c]:.6f}" if isinstance(r.get(c), float) else str(r[c]))
               for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
 _KEY_COLUMNS = ("id", "name", "key_prefix", "rpm_limit", "tpm_limit", "max_budget", "budget_period", "models",

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import math
 import unicodedata
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any
 
 from gateway.errors import AuthError, InvalidRequest
 from gateway.limiter.windows import Budget, KeyUsage, rebuild_from

@@ -123,7 +123,7 @@ def db_kind() -> str:
 
 
 @pytest.fixture
-async def start_gateway(aiohttp_server, upstream, tmp_path, db_kind, pg_databases):
+async def start_gateway(aiohttp_server, upstream, tmp_path, db_kind, pg_databases):  # noqa: F811 - the fixture imported above
     """Start a gateway on a real port: `await start_gateway(routes_yaml=None, clock=None)`."""
     sessions: list[aiohttp.ClientSession] = []
     servers: list[Any] = []

@@ -6,7 +6,7 @@ import json
 import re
 import sqlite3
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -19,8 +19,8 @@ from gateway.clock import ManualClock
 from gateway.config import parse_config
 from gateway.store import is_postgres_url
 from tests.conftest import BOTH_DBS, MASTER, check_error
-from tests.pg import query as pg_query
 from tests.fakes import Behaviour
+from tests.pg import query as pg_query
 
 HI = [{"role": "user", "content": "hi"}]
 AUTH = {"Authorization": f"Bearer {MASTER}"}
@@ -37,7 +37,7 @@ README = Path(__file__).parent.parent / "README.md"
 
 
 def at(text: str) -> ManualClock:
-    return ManualClock(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp())
+    return ManualClock(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
 
 
 def query(db: Path, sql: str, params: tuple = ()) -> list[dict]:

@@ -126,7 +126,7 @@ class _Reader:
         self.url, self.conn = url, conn
 
     @classmethod
-    async def open(cls, url: str) -> "_Reader":
+    async def open(cls, url: str) -> _Reader:
         return cls(url, await asyncpg.connect(url) if is_postgres_url(url) else sqlite3.connect(url))
 
     async def rows(self) -> list[dict]:
@@ -134,7 +134,7 @@ class _Reader:
         if is_postgres_url(self.url):
             return [dict(r) for r in await self.conn.fetch(sql)]
         cur = self.conn.execute(sql)
-        return [dict(zip(LEDGER_COLUMNS, r)) for r in cur]
+        return [dict(zip(LEDGER_COLUMNS, r, strict=True)) for r in cur]
 
     async def reset(self) -> None:
         if is_postgres_url(self.url):
@@ -179,7 +179,8 @@ def test_any_row_is_repaired_alike_on_both_stores_or_set_aside(tmp_path, pg_data
         rows = [{**row, "request_id": f"hostile-{i:02}"} for i, row in enumerate(hostile)]
         rows += [_normal(n) for n in range(normals)]
         refused = {r["request_id"] for r in rows if r["key_id"] != KEY_ID or r["created_at"] is None}
-        results = [loop.run_until_complete(write(store, reader, rows)) for store, reader in zip(stores, readers)]
+        results = [loop.run_until_complete(write(store, reader, rows))
+                   for store, reader in zip(stores, readers, strict=True)]
         for ledger, stored in results:
             assert ledger.depth == 0, "a refused row blocked the ledger"
             assert (ledger.written, ledger.rejected) == (len(rows) - len(refused), len(refused))
@@ -188,7 +189,7 @@ def test_any_row_is_repaired_alike_on_both_stores_or_set_aside(tmp_path, pg_data
             assert all(_clean(v) for r in stored for v in r.values())
             assert all(r["error_code"] is None or CODE.fullmatch(r["error_code"]) for r in stored)
         (_, sqlite_rows), (_, pg_rows) = results
-        for a, b in zip(sqlite_rows, pg_rows):
+        for a, b in zip(sqlite_rows, pg_rows, strict=True):
             assert all(_same(a[c], b[c]) for c in LEDGER_COLUMNS), (a, b)
 
     try:

@@ -119,7 +119,7 @@ async def test_empty_redis_is_rebuilt_from_the_ledger_once_by_several_gateways(s
     assert shown["rpm_used"] == 3 and shown["spend_total"] == pytest.approx(3 * 0.029)
     statuses = [(await ask(gws[i % 3], key["key"]))[0] for i in range(3)]
     assert statuses == [200, 200, 429]
-    status, body, headers = await ask(gws[0], key["key"])
+    status, _, headers = await ask(gws[0], key["key"])
     assert status == 429 and headers["Retry-After"] == "50"    # the ledger's first request, at t=0, leaves at 60
     assert redis.Redis.from_url(redis_url).get("gw:epoch") is not None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,7 +39,7 @@ def start_gateway(start_gateway, limiter_url):
 
 
 def at(text: str) -> ManualClock:
-    return ManualClock(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp())
+    return ManualClock(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
 
 
 async def spent(gw, key_id: str) -> float:
@@ -79,7 +79,7 @@ async def test_rpm_window_slides_instead_of_resetting_each_minute(start_gateway)
         clock.advance(step)
         assert (await ask(gw, key))[0].status == 200
     clock.advance(20)                            # 1:30, a new clock minute: a fixed bucket would admit
-    resp, body = await ask(gw, key)
+    resp, _ = await ask(gw, key)
     assert resp.status == 429 and resp.headers["Retry-After"] == "20"    # the :50 request leaves at 1:50
     clock.advance(19)
     assert (await ask(gw, key))[0].headers["Retry-After"] == "1"

@@ -24,9 +24,9 @@ from gateway.cli import main
 from gateway.clock import ManualClock
 from gateway.config import parse_config
 from tests.conftest import MASTER, check_error
-from tests.test_ledger import readme_sql
 from tests.pg import query
 from tests.procs import free_port
+from tests.test_ledger import readme_sql
 
 HI = [{"role": "user", "content": "hi"}]
 AUTH = {"Authorization": f"Bearer {MASTER}"}

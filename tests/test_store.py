@@ -12,21 +12,29 @@ import json
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
 from gateway.keys import KeyRegistry, hash_secret
-from gateway.store import (DatabaseUnavailable, KeyRow, LedgerWriter, Store, is_postgres_url, open_store,
-                           redact_url, utc_iso)
+from gateway.store import (
+    DatabaseUnavailable,
+    KeyRow,
+    LedgerWriter,
+    Store,
+    is_postgres_url,
+    open_store,
+    redact_url,
+    utc_iso,
+)
 from gateway.store.migrate import migration_files
 from tests.pg import to_dollar_params
 from tests.procs import free_port
 
 
 def ts(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
 NOW = ts("2024-05-10T12:00:00")
@@ -165,7 +173,7 @@ async def test_windows_and_spend_are_rebuilt_from_the_ledger(store):
 async def test_a_batch_is_written_whole_or_not_at_all(store, store_url):
     await new_key(store, "key_aaaaaa")
     bad = [row("key_aaaaaa", NOW), row("key_aaaaaa", NOW + 1, status="not-a-status")]
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - each store refuses in its own words; nothing may be written
         await store.insert_rows(bad)
     assert await raw(store_url, "SELECT COUNT(*) FROM requests") == [(0,)]
     await store.insert_rows([row("key_aaaaaa", NOW, stream=True, cost_usd=1, http_status=200.0)])   # loose types

@@ -13,20 +13,32 @@ from types import ModuleType
 
 from aiohttp import web
 
-from gateway.ops import logs
-from gateway.appkeys import (CLOCK, KEYS, LEDGER, LIMITER, METRICS, OPTIONS, REQUEST_ID, ROUTER, SCRUBBER, TABLE,
-                             UPSTREAM)
+from gateway.appkeys import (
+    CLOCK,
+    KEYS,
+    LEDGER,
+    LIMITER,
+    METRICS,
+    OPTIONS,
+    REQUEST_ID,
+    ROUTER,
+    SCRUBBER,
+    TABLE,
+    UPSTREAM,
+)
 from gateway.core.attempts import Attempts, Plan, plan, worst_cost
-from gateway.front.body import read_body
-from gateway.dialects.base import Completion
-from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from gateway.core.exchange import Exchange
-from gateway.front.base import ClientRequest
 from gateway.core.relay import relay_stream
 from gateway.core.table import RouteEntry, RoutingTable, TargetEntry
+from gateway.core.upstream import AttemptFailed
+from gateway.dialects.base import Completion
+from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
+from gateway.front.base import ClientRequest
+from gateway.front.body import read_body
+from gateway.ops import logs
 from gateway.store import utc_iso
 from gateway.tokens import estimate_prompt
-from gateway.core.upstream import AttemptFailed
+
 
 def endpoint(front: ModuleType):
     """The aiohttp handler of one front (a module of gateway.front)."""

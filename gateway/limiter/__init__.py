@@ -11,8 +11,15 @@ windows.py. The interface, its errors and the limiter URL are in base.py.
 from __future__ import annotations
 
 from gateway.clock import Clock
-from gateway.limiter.base import (FactsSource, Limiter, LimiterUnavailable, Ticket, check_limiter_url, describe,
-                                  ledger_facts)
+from gateway.limiter.base import (
+    FactsSource,
+    Limiter,
+    LimiterUnavailable,
+    Ticket,
+    check_limiter_url,
+    describe,
+    ledger_facts,
+)
 from gateway.limiter.memory import MemoryLimiter
 from gateway.limiter.windows import DAY, SPAN, Admission, Budget, KeyUsage, Window, period_start
 from gateway.store import LedgerFacts
@@ -26,5 +33,5 @@ def open_limiter(url: str, fallback: str, clock: Clock, facts: FactsSource) -> L
     """`memory`, or a Redis URL (checked by check_limiter_url); `fallback` is settings.limiter_fallback."""
     if url == "memory":
         return MemoryLimiter()
-    from gateway.limiter.redis import RedisLimiter   # only when asked for: redis-py takes ~250 ms to import
+    from gateway.limiter.redis import RedisLimiter  # only when asked for: redis-py takes ~250 ms to import
     return RedisLimiter(url, fallback == "memory", clock, facts)

@@ -5,7 +5,8 @@ one by URL. The ledger facts a limiter is rebuilt from come through `ledger_fact
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from gateway.errors import ServiceUnavailable

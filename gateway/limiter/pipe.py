@@ -32,6 +32,7 @@ class Pipe:
         self.queue: list[tuple[bytes, asyncio.Future]] = []
         self.sends = 0
         self.scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()   # the loop keeps only weak references to tasks
 
     def call(self, *args: Any) -> asyncio.Future:
         return self.send(pack(args))
@@ -51,7 +52,9 @@ class Pipe:
         if self.queue and self.sends < self.MAX_SENDS:
             items, self.queue = self.queue, []
             self.sends += 1
-            asyncio.ensure_future(self._send(items))
+            task = asyncio.ensure_future(self._send(items))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _send(self, items: list[tuple[bytes, asyncio.Future]]) -> None:
         pool = self.client.connection_pool
@@ -82,7 +85,7 @@ class Pipe:
             if self.queue and not self.scheduled:
                 self.scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
-        for (_, fut), result in zip(items, results):
+        for (_, fut), result in zip(items, results, strict=True):
             if fut.done():
                 continue
             if isinstance(result, Exception):

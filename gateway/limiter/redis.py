@@ -35,8 +35,7 @@ from gateway.limiter import lua
 from gateway.limiter.base import FactsSource, Limiter, LimiterUnavailable, describe
 from gateway.limiter.memory import MemoryLimiter
 from gateway.limiter.pipe import Pipe, pack_args
-from gateway.limiter.windows import (DAY, SPAN, Admission, over_budget, over_rate, period_start, rate_headers,
-                                     too_big)
+from gateway.limiter.windows import DAY, SPAN, Admission, over_budget, over_rate, period_start, rate_headers, too_big
 
 if TYPE_CHECKING:   # keys.py builds each key's counters from windows.py: a type here, not an import
     from gateway.keys import KeyState
@@ -66,7 +65,7 @@ class RedisTicket:
     __slots__ = ("limiter", "key_id", "member", "prompt", "worst", "day_start", "month_start", "epoch", "headers",
                  "settled")
 
-    def __init__(self, limiter: "RedisLimiter", key_id: str, member: str, prompt: str, worst: str,
+    def __init__(self, limiter: RedisLimiter, key_id: str, member: str, prompt: str, worst: str,
                  day_start: float, month_start: float, epoch: bytes, headers: dict[str, str]):
         self.limiter, self.key_id, self.member, self.prompt, self.worst = limiter, key_id, member, prompt, worst
         self.day_start, self.month_start, self.epoch, self.headers = day_start, month_start, epoch, headers
@@ -86,7 +85,7 @@ class FallbackTicket:
 
     __slots__ = ("limiter", "key_id", "admission", "epoch", "headers")
 
-    def __init__(self, limiter: "RedisLimiter", key_id: str, admission: Admission, epoch: bytes | None):
+    def __init__(self, limiter: RedisLimiter, key_id: str, admission: Admission, epoch: bytes | None):
         self.limiter, self.key_id, self.admission, self.epoch = limiter, key_id, admission, epoch
         self.headers = admission.headers
 
@@ -278,7 +277,7 @@ class RedisLimiter(Limiter):
                 await self._load_scripts()
                 result = [-1]
             if result[0] == -1:
-                result = await self._admit_again((*self._keys(row.id), EPOCH), varying + (WINDOW_TTL_MS, LEASE_TTL_MS))
+                result = await self._admit_again((*self._keys(row.id), EPOCH), (*varying, WINDOW_TTL_MS, LEASE_TTL_MS))
         except asyncio.CancelledError:     # the client left while Redis booked: give the booking back
             call.add_done_callback(lambda done: self._release_orphan(done, row.id, now, prompt, worst_s, member,
                                                                      day, month))
@@ -331,7 +330,7 @@ class RedisLimiter(Limiter):
                 replay, repr(day), repr(month), member, WINDOW_TTL_MS)
         _, t, v, b = self._keys(key_id)
         if not self.healthy:
-            self.pending.append(((t, v, b, EPOCH), args[:8] + ("1",) + args[9:]))
+            self.pending.append(((t, v, b, EPOCH), (*args[:8], "1", *args[9:])))
             return
         call = self.pipe.send(self._packed_heads(key_id)[1] + pack_args(args[:12]) + _SETTLE_TAIL)
         self._inflight.add(call)
@@ -341,8 +340,8 @@ class RedisLimiter(Limiter):
         """Nothing to do unless the call failed: then the slow path, or keep it for replay."""
         self._inflight.discard(done)
         error = None if done.cancelled() else done.exception()
-        if done.cancelled() or isinstance(error, _DOWN) and not isinstance(error, NoScriptError):
-            self.pending.append((keys, args[:8] + ("1",) + args[9:]))
+        if done.cancelled() or (isinstance(error, _DOWN) and not isinstance(error, NoScriptError)):
+            self.pending.append((keys, (*args[:8], "1", *args[9:])))
             if error is not None:
                 self._down(error)
             return
@@ -368,7 +367,7 @@ class RedisLimiter(Limiter):
                 await self._ensure_epoch()
                 await self._call(self._settle, keys, args)
         except _DOWN as exc:
-            self.pending.append((keys, args[:8] + ("1",) + args[9:]))
+            self.pending.append((keys, (*args[:8], "1", *args[9:])))
             self._down(exc)
 
     async def _replay(self) -> None:
@@ -395,7 +394,7 @@ class RedisLimiter(Limiter):
             self._down(exc)
             return await self.reports(keys, now)
         out = []
-        for key, (rpm, tpm, ds, d, ms, m, tot) in zip(keys, usages):
+        for key, (rpm, tpm, ds, d, ms, m, tot) in zip(keys, usages, strict=True):
             daily = float(d) if float(ds) == day else 0.0
             monthly = float(m) if float(ms) == month else 0.0
             period = key.row.budget_period

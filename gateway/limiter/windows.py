@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from gateway.errors import BudgetExceeded, RateLimited
 
@@ -70,7 +70,7 @@ class Window:
 def period_start(period: str, now: float) -> float:
     if period == "never":
         return 0.0
-    dt = datetime.fromtimestamp(now, timezone.utc)
+    dt = datetime.fromtimestamp(now, UTC)
     dt = dt.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "monthly":
         dt = dt.replace(day=1)
@@ -137,7 +137,7 @@ class Budget:
 class Admission:
     """What one admitted request holds until it settles."""
 
-    usage: "KeyUsage"
+    usage: KeyUsage
     request_entry: _Entry
     token_entry: _Entry
     reserved_cost: float

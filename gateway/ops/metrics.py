@@ -7,14 +7,15 @@ names come from the config, never from client input or keys.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from gateway.clock import Clock
-from gateway.store.ledger import LedgerWriter
 from gateway.core.router import Router
+from gateway.store.ledger import LedgerWriter
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _REFUSALS = {"rate_limit_exceeded": "rate_limit", "request_exceeds_limit": "rate_limit",

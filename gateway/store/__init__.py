@@ -11,9 +11,22 @@ batched writer of the ledger; rebuild.py the one read windows and budgets are re
 """
 from __future__ import annotations
 
-from gateway.store.base import (KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, RowRefused, Store, is_date,
-                                is_postgres_url, ledger_values, new_key_id, new_secret, parse_utc_iso, redact_url,
-                                utc_iso)
+from gateway.store.base import (
+    KEY_COLUMNS,
+    LEDGER_COLUMNS,
+    DatabaseUnavailable,
+    KeyRow,
+    RowRefused,
+    Store,
+    is_date,
+    is_postgres_url,
+    ledger_values,
+    new_key_id,
+    new_secret,
+    parse_utc_iso,
+    redact_url,
+    utc_iso,
+)
 from gateway.store.ledger import LedgerWriter, NullLedger
 from gateway.store.rebuild import LedgerFacts, read_ledger_facts
 

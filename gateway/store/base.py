@@ -10,9 +10,10 @@ import json
 import math
 import re
 import secrets
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Hashable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from gateway.errors import ServiceUnavailable
@@ -112,7 +113,7 @@ def _finite(value: Any, default: float | None) -> float | None:
 
 def utc_iso(ts: float) -> str:
     """ISO-8601 UTC with milliseconds; sorts as text in time order."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def parse_utc_iso(text: str) -> float:
@@ -177,8 +178,8 @@ class KeyRow:
     updated_at: str
 
     @classmethod
-    def from_row(cls, row: Iterable[Any]) -> "KeyRow":
-        values = dict(zip(KEY_COLUMNS, row))
+    def from_row(cls, row: Iterable[Any]) -> KeyRow:
+        values = dict(zip(KEY_COLUMNS, row, strict=True))
         values["models"] = json.loads(values["models"]) if values["models"] else None
         return cls(**values)
 

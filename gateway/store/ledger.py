@@ -72,7 +72,7 @@ class LedgerWriter:
             await self.flush()    # at once: the store's drain is under way before the first request
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval if not self._failing else 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 

@@ -19,12 +19,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from typing import Any, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import asyncpg
 
-from gateway.store.base import (KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, RowRefused, Store,
-                                key_changes, key_values, ledger_values, redact_url, spend_sql)
+from gateway.store.base import (
+    KEY_COLUMNS,
+    LEDGER_COLUMNS,
+    DatabaseUnavailable,
+    KeyRow,
+    RowRefused,
+    Store,
+    key_changes,
+    key_values,
+    ledger_values,
+    redact_url,
+    spend_sql,
+)
 from gateway.store.migrate import apply_postgres_migrations
 
 POOL_MIN, POOL_MAX = 1, 4
@@ -126,7 +138,7 @@ class PostgresStore(Store):
         self._ledger: _LedgerThread | None = None
 
     @classmethod
-    async def open(cls, url: str) -> "PostgresStore":
+    async def open(cls, url: str) -> PostgresStore:
         """Connect a small pool and apply pending migrations (one process at a time, under an advisory lock)."""
         try:
             pool = await asyncpg.create_pool(url, min_size=POOL_MIN, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT,

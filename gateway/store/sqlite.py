@@ -21,12 +21,23 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
-from gateway.store.base import (KEY_COLUMNS, LEDGER_COLUMNS, DatabaseUnavailable, KeyRow, RowRefused, Store,
-                                key_changes, key_values, ledger_values, spend_sql)
+from gateway.store.base import (
+    KEY_COLUMNS,
+    LEDGER_COLUMNS,
+    DatabaseUnavailable,
+    KeyRow,
+    RowRefused,
+    Store,
+    key_changes,
+    key_values,
+    ledger_values,
+    spend_sql,
+)
 from gateway.store.migrate import apply_migrations
 
 # A whole batch travels as one JSON parameter of one statement (its own transaction: whole or not at
@@ -168,7 +179,7 @@ def _update(conn: sqlite3.Connection, sql: str, params: tuple, key_id: str) -> t
 def _dicts(conn: sqlite3.Connection, sql: str, params: tuple) -> list[dict[str, Any]]:
     cur = conn.execute(sql, params)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur]
+    return [dict(zip(names, row, strict=True)) for row in cur]
 
 
 class SqliteStore(Store):
@@ -176,7 +187,7 @@ class SqliteStore(Store):
         self._worker, self._conn = worker, conn
 
     @classmethod
-    async def open(cls, path: str) -> "SqliteStore":
+    async def open(cls, path: str) -> SqliteStore:
         """Connect, set WAL, apply migrations (in the worker); on failure the worker thread ends too."""
         _create_private(path)
         worker = _Worker(asyncio.get_running_loop())
