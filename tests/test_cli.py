@@ -10,7 +10,6 @@ import hashlib
 import json
 import sqlite3
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from gateway.cli import main
 from gateway.clock import ManualClock
 from tests.conftest import MASTER, check_error
+from tests.waits import until
 
 CAPS = """
 settings:
@@ -142,15 +142,6 @@ async def gateway_cli(*argv: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
     return out.decode()
-
-
-async def until(check, limit: float = 2.0) -> float:
-    """Seconds until `check()` is true; fails past `limit`."""
-    began = time.monotonic()
-    while not await check():
-        assert time.monotonic() - began < limit, "not seen within the limit"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - began
 
 
 async def test_cli_changes_reach_a_running_server_within_2s(start_gateway, tmp_path):

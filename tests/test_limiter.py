@@ -18,6 +18,7 @@ import redis
 from gateway.clock import ManualClock
 from tests.conftest import MASTER, check_error
 from tests.procs import free_port
+from tests.waits import until
 
 ROUTES = """
 settings:
@@ -81,13 +82,9 @@ def own_redis():
 
 async def until_status(gw, key: str, want: int, seconds: float = 5.0) -> float:
     """Seconds until a request answers `want` (the limiter probes Redis every half second)."""
-    began = time.monotonic()
-    while time.monotonic() - began < seconds:
-        status, _, _ = await ask(gw, key)
-        if status == want:
-            return time.monotonic() - began
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {want} within {seconds}s")
+    async def answers() -> bool:
+        return (await ask(gw, key))[0] == want
+    return await until(answers, within=seconds, every=0.1, what=f"no {want} within {seconds}s")
 
 
 async def test_two_gateways_on_one_redis_share_windows_and_spend(start_gateway, redis_url):

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import signal
-import time
 
 import pytest
 
 from tests.conftest import check_error
 from tests.fakes import Behaviour
+from tests.waits import until
 
 HELLO = [{"role": "user", "content": "hi"}]
 
@@ -37,19 +36,6 @@ async def running(start_gateway, upstream, tmp_path, **options):
     gw = await start_gateway(routes_yaml=config(upstream.url), config_path=path,
                              config_poll_interval=options.pop("poll", 0.05), **options)
     return gw, (await gw.create_key())["key"], path
-
-
-async def until(predicate, within: float = 2.0) -> float:
-    """Seconds until `predicate()` (plain or async) held; fails after `within`."""
-    began = time.monotonic()
-    while not await _value(predicate()):
-        assert time.monotonic() - began < within, "not within the time allowed"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - began
-
-
-async def _value(result):
-    return await result if inspect.isawaitable(result) else result
 
 
 async def status_of(gw, key, model: str) -> int:

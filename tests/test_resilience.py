@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import check_error, check_stream, joined, parse_sse
 from tests.fakes import Behaviour, openai_sse
+from tests.waits import until
 
 SECRET = "upstream-secret-key-123"
 HELLO = {"role": "user", "content": "hi"}
@@ -326,14 +327,6 @@ async def test_keep_alive_comments_during_silences(start_gateway, upstream):
 
 # -- the client goes away ------------------------------------------------------------------------
 
-async def wait_for(predicate, within: float = 1.0) -> float:
-    began = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - began < within, "not within the time allowed"
-        await asyncio.sleep(0.01)
-    return time.monotonic() - began
-
-
 async def booked(gw) -> dict:
     """The last ledger row, once the cancelled handler's `finally` wrote it."""
     for _ in range(100):
@@ -351,7 +344,7 @@ async def test_client_disconnect_mid_stream_cancels_upstream(start_gateway, upst
     for _ in range(3):
         assert (await resp.content.readuntil(b"\n\n")).startswith(b"data: {")
     resp.close()
-    await wait_for(lambda: upstream.cancelled == 1, within=1.0)
+    await until(lambda: upstream.cancelled == 1, within=1.0, every=0.01)
     assert upstream.active == 0
     row = await booked(gw)
     assert row["status"] == "cancelled" and row["stream"] == 1
@@ -364,7 +357,7 @@ async def test_client_disconnect_while_waiting_cancels_upstream(start_gateway, u
     upstream.queue(Behaviour(hang=10))
     with pytest.raises(asyncio.TimeoutError):
         await gw.post(key, ask(stream=stream), timeout=aiohttp.ClientTimeout(total=0.3))
-    await wait_for(lambda: upstream.cancelled == 1, within=1.0)
+    await until(lambda: upstream.cancelled == 1, within=1.0, every=0.01)
     row = await booked(gw)
     assert row["status"] == "cancelled" and row["completion_tokens"] == 0 and row["stream"] == int(stream)
     assert len(upstream.requests) == 1                  # a client that left is not retried for

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sqlite3
 import sys
 
@@ -14,6 +13,7 @@ import pytest
 from gateway.store import is_postgres_url
 from tests.conftest import BOTH_DBS
 from tests.pg import query as pg_query
+from tests.procs import free_port
 
 ROUTES = """
 providers:
@@ -23,12 +23,6 @@ routes:
     targets: [{provider: slow, model: chat, price: {input: 1.0, output: 1.0}}]
 """
 IN_FLIGHT, LATE = 40, 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def until_healthy(http: aiohttp.ClientSession, url: str, proc) -> None:
