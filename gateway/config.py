@@ -152,7 +152,7 @@ def _interpolate(node: Any, where: list[Any], env: dict[str, str], problems: lis
     if isinstance(node, list):
         return [_interpolate(v, [*where, i], env, problems) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
-        def sub(m: re.Match) -> str:
+        def sub(m: re.Match[str]) -> str:
             if m.group(1) not in env:
                 problems.append(f"{_path(where)}: environment variable {m.group(1)} is not set")
                 return ""

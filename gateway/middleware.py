@@ -5,6 +5,7 @@ import logging
 import uuid
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.appkeys import REQUEST_ID, SCRUBBER
 from gateway.errors import GatewayError, error_response
@@ -13,7 +14,7 @@ log = logging.getLogger("gateway.errors")
 
 
 @web.middleware
-async def request_id_middleware(request: web.Request, handler):
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     response = await handler(request)
@@ -27,7 +28,7 @@ _HTTP_CODES = {404: ("not_found", "invalid_request_error"), 405: ("method_not_al
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler):
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as err:
@@ -36,11 +37,11 @@ async def error_middleware(request: web.Request, handler):
         if exc.status < 400:
             raise
         code, typ = _HTTP_CODES.get(exc.status, ("http_error", "invalid_request_error"))
-        err = GatewayError(exc.reason or "request failed", status=exc.status, code=code, type=typ)
-        return error_response(err, request.get(REQUEST_ID), request.app[SCRUBBER])
+        mapped = GatewayError(exc.reason or "request failed", status=exc.status, code=code, type=typ)
+        return error_response(mapped, request.get(REQUEST_ID), request.app[SCRUBBER])
     except Exception as exc:  # a bug of ours: say so without a traceback or details
         log.error("internal error on %s %s: %s", request.method, request.path, type(exc).__name__,
                   exc_info=log.isEnabledFor(logging.DEBUG))
-        err = GatewayError("The gateway hit an internal error; the request was not completed.",
-                           status=500, type="api_error", code="internal_error")
-        return error_response(err, request.get(REQUEST_ID), request.app[SCRUBBER])
+        internal = GatewayError("The gateway hit an internal error; the request was not completed.",
+                                status=500, type="api_error", code="internal_error")
+        return error_response(internal, request.get(REQUEST_ID), request.app[SCRUBBER])

@@ -9,9 +9,9 @@ whatever happens (`finally`).
 from __future__ import annotations
 
 import asyncio
-from types import ModuleType
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.appkeys import (
     CLOCK,
@@ -33,14 +33,14 @@ from gateway.core.table import RouteEntry, RoutingTable, TargetEntry
 from gateway.core.upstream import AttemptFailed
 from gateway.dialects.base import Completion
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
-from gateway.front.base import ClientRequest
+from gateway.front.base import ClientRequest, Front
 from gateway.front.body import read_body
 from gateway.ops import logs
 from gateway.store import utc_iso
 from gateway.tokens import estimate_prompt
 
 
-def endpoint(front: ModuleType):
+def endpoint(front: Front) -> Handler:
     """The aiohttp handler of one front (a module of gateway.front)."""
     async def handle(request: web.Request) -> web.StreamResponse:
         return await _handle(request, front)
@@ -48,7 +48,7 @@ def endpoint(front: ModuleType):
     return handle
 
 
-async def _handle(request: web.Request, front: ModuleType) -> web.StreamResponse:
+async def _handle(request: web.Request, front: Front) -> web.StreamResponse:
     app = request.app
     clock, metrics = app[CLOCK], app[METRICS]
     started = clock.monotonic()
@@ -82,7 +82,7 @@ async def _handle(request: web.Request, front: ModuleType) -> web.StreamResponse
         logs.access(row, key.row.key_prefix)
 
 
-async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front: ModuleType) -> web.StreamResponse:
+async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front: Front) -> web.StreamResponse:
     app = request.app
     settings = table.settings
     body = await read_body(request, settings.max_body_bytes, app[OPTIONS].body_timeout)

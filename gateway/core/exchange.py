@@ -13,7 +13,7 @@ from gateway.core.table import TargetEntry
 from gateway.dialects.base import Usage
 from gateway.errors import GatewayError
 from gateway.keys import KeyState
-from gateway.limiter import Admission
+from gateway.limiter import Ticket
 from gateway.scrub import Scrubber
 
 
@@ -26,7 +26,7 @@ class Exchange:
         self.started = started            # the Clock's monotonic time when the request arrived
         self.attempts = 0
         self.target: TargetEntry | None = None
-        self.admission: Admission | None = None
+        self.admission: Ticket | None = None
         self.headers: dict[str, str] = {"x-request-id": request_id}
         self._row: dict[str, Any] = {"request_id": request_id, "key_id": key.row.id, "created_at": created_at,
                                      "stream": 0, "status": "rejected", "prompt_tokens": 0, "completion_tokens": 0,
@@ -39,7 +39,7 @@ class Exchange:
     def streaming(self, stream: bool) -> None:
         self._row["stream"] = int(stream)
 
-    def admitted(self, admission: Admission) -> None:
+    def admitted(self, admission: Ticket) -> None:
         self.admission = admission
         self.headers.update(admission.headers)
 
@@ -99,7 +99,8 @@ class Exchange:
 
     @property
     def status(self) -> str:
-        return self._row["status"]
+        status: str = self._row["status"]
+        return status
 
     def finished(self, now: float) -> dict[str, Any]:
         """The ledger row, once the request is over (`now`: the Clock's monotonic time)."""

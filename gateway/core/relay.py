@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -22,13 +21,16 @@ from gateway.core.exchange import Exchange
 from gateway.core.sse import KEEPALIVE
 from gateway.core.table import RouteEntry, TargetEntry
 from gateway.core.translate import StreamTranslator
-from gateway.core.upstream import AttemptFailed
+from gateway.core.upstream import AttemptFailed, LocalBody, RemoteBody
 from gateway.dialects.base import UpstreamError
 from gateway.errors import GatewayError, error_event
+from gateway.front.base import StreamEncoder
 
 _STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 
 log = logging.getLogger("gateway.core.relay")
+
+_Silence = Callable[[], Awaitable[None]]   # what runs when the upstream has been quiet for a while
 
 
 class _EventStream(web.StreamResponse):
@@ -48,7 +50,7 @@ class _Opening:
     def __init__(self, request: web.Request, ex: Exchange, every: float):
         self._request, self._ex, self._every = request, ex, every
         self._loop = asyncio.get_running_loop()
-        self._beat: asyncio.Task | None = None
+        self._beat: asyncio.Task[None] | None = None
         self._done = False
         self.response: _EventStream | None = None
         self._timer = self._loop.call_later(every, self._due)
@@ -100,11 +102,12 @@ class _Leg:
 
     __slots__ = ("body", "translator")
 
-    def __init__(self, body, translator: StreamTranslator):
+    def __init__(self, body: RemoteBody | LocalBody, translator: StreamTranslator):
         self.body, self.translator = body, translator
 
 
-async def _next(leg: _Leg, timeout: float, on_silence=None, every: float = 0.0) -> tuple[bytes, bool]:
+async def _next(leg: _Leg, timeout: float, on_silence: _Silence | None = None,
+                every: float = 0.0) -> tuple[bytes, bool]:
     """The next bytes for the client, and whether the upstream closed; every failure is `AttemptFailed`.
 
     `timeout` bounds each wait for the next upstream event: comments are no
@@ -117,7 +120,7 @@ async def _next(leg: _Leg, timeout: float, on_silence=None, every: float = 0.0) 
         raise AttemptFailed("protocol", exc.message, status=exc.status, retryable=exc.retryable) from None
 
 
-async def _read(leg: _Leg, timeout: float, on_silence, every: float) -> tuple[bytes, bool]:
+async def _read(leg: _Leg, timeout: float, on_silence: _Silence | None, every: float) -> tuple[bytes, bool]:
     loop = asyncio.get_running_loop()
     translator = leg.translator
     deadline = loop.time() + timeout
@@ -145,7 +148,7 @@ async def _read(leg: _Leg, timeout: float, on_silence, every: float) -> tuple[by
 
 
 async def _first(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
-                 plans: dict[TargetEntry, Plan], encoder) -> tuple[_Leg, bytes]:
+                 plans: dict[TargetEntry, Plan], encoder: Callable[[], StreamEncoder]) -> tuple[_Leg, bytes]:
     """Attempts until one stream yields its first client bytes; nothing reaches the client before."""
     app = request.app
     upstream, timeout = app[UPSTREAM], entry.route.timeout
@@ -169,7 +172,7 @@ async def _first(request: web.Request, ex: Exchange, entry: RouteEntry, order: l
 
 
 async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],
-                       plans: dict[TargetEntry, Plan], encoder: Callable[[], Any]) -> web.StreamResponse:
+                       plans: dict[TargetEntry, Plan], encoder: Callable[[], StreamEncoder]) -> web.StreamResponse:
     """`encoder()` makes the client API's stream encoder (a fresh one per attempt)."""
     app = request.app
     clock, scrubber = app[CLOCK], app[SCRUBBER]
@@ -178,12 +181,12 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
     try:
         leg, first = await _first(request, ex, entry, order, plans, encoder)
     except GatewayError as err:
-        response = await opening.settle()
-        if response is None:
+        sent = await opening.settle()
+        if sent is None:
             raise    # nothing went out yet: an ordinary error answer
         ex.broke(err, scrubber)
-        await _write_quietly(response, error_event(err, scrubber))
-        return response
+        await _write_quietly(sent, error_event(err, scrubber))
+        return sent
     except BaseException:
         opening.stop()
         raise
@@ -194,9 +197,9 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
         await _pump(leg, response, timeout, every)
         ex.answered()
     except AttemptFailed as exc:   # only _pump raises these: the response is open
-        err = client_error(exc, started=True)
-        ex.broke(err, scrubber)
-        await _write_quietly(response, error_event(err, scrubber))
+        error = client_error(exc, started=True)
+        ex.broke(error, scrubber)
+        await _write_quietly(response, error_event(error, scrubber))
     except ConnectionResetError:
         ex.cancelled()
     except asyncio.CancelledError:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from gateway.config import Route, Target
+from gateway.config import Route
+from gateway.core.table import TargetEntry
 
 COOLDOWN_AFTER = 3          # failures in a row before a target is skipped
 COOLDOWN_BASE = 5.0         # seconds, doubled for each further failure
@@ -46,14 +47,14 @@ class Router:
         self._turns: dict[str, int] = {}
         self.rng = rng or random.Random()
 
-    def _health(self, target: Target) -> TargetHealth:
+    def _health(self, target: TargetEntry) -> TargetHealth:
         key = (target.provider, target.model)
         health = self.health.get(key)
         if health is None:
             health = self.health[key] = TargetHealth()
         return health
 
-    def order(self, name: str, route: Route, targets: list[Target], now: float) -> list[Target]:
+    def order(self, name: str, route: Route, targets: list[TargetEntry], now: float) -> list[TargetEntry]:
         """Targets in the order the route's strategy gives, cooling ones left out unless all are cooling."""
         ranked = self._rank(name, route.strategy, targets)
         ready = [t for t in ranked if self._health(t).cooling_until <= now]
@@ -61,7 +62,7 @@ class Router:
             return ready
         return sorted(ranked, key=lambda t: self._health(t).last_failure)
 
-    def _rank(self, name: str, strategy: str, targets: list[Target]) -> list[Target]:
+    def _rank(self, name: str, strategy: str, targets: list[TargetEntry]) -> list[TargetEntry]:
         if len(targets) == 1 or strategy == "fallback":
             return targets
         if strategy == "round_robin":
@@ -77,12 +78,16 @@ class Router:
             return out
         if strategy == "least_latency":
             # untried targets first (latency unknown), so every target gets measured
-            return sorted(targets, key=lambda t: -1.0 if self._health(t).latency is None else self._health(t).latency)
+            return sorted(targets, key=self._latency)
         if strategy == "cheapest":
             return sorted(targets, key=lambda t: t.price.input + t.price.output)
         return targets
 
-    def succeeded(self, target: Target, ttfb: float) -> None:
+    def _latency(self, target: TargetEntry) -> float:
+        latency = self._health(target).latency
+        return -1.0 if latency is None else latency
+
+    def succeeded(self, target: TargetEntry, ttfb: float) -> None:
         health = self._health(target)
         health.failures = 0
         health.cooling_until = 0.0
@@ -90,11 +95,11 @@ class Router:
         health.latency = ttfb if health.latency is None else (
             LATENCY_ALPHA * ttfb + (1 - LATENCY_ALPHA) * health.latency)
 
-    def refused_client(self, target: Target) -> None:
+    def refused_client(self, target: TargetEntry) -> None:
         """The target answered but rejected the client's request (a plain 4xx): counted, not held against it."""
         self._health(target).requests += 1
 
-    def failed(self, target: Target, now: float) -> None:
+    def failed(self, target: TargetEntry, now: float) -> None:
         health = self._health(target)
         health.failures += 1
         health.requests += 1

@@ -6,11 +6,10 @@ started with while a reload happens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 
 from gateway import dialects
 from gateway.config import Config, Price, Route, Target
-from gateway.dialects.base import TargetView
+from gateway.dialects.base import Dialect, TargetView
 
 
 @dataclass(frozen=True, eq=False)
@@ -20,7 +19,7 @@ class TargetEntry:
     weight: float
     price: Price
     target: Target
-    dialect: ModuleType
+    dialect: Dialect
     view: TargetView
     delay: float                 # the mock's artificial per-chunk latency, seconds
 

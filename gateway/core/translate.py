@@ -7,19 +7,12 @@ the relay feeds it what it reads, and tests feed it recordings.
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
 
 from gateway.core.sse import SSEDecoder
-from gateway.dialects.base import Delta, StreamDecoder, UpstreamError
+from gateway.dialects.base import StreamDecoder, UpstreamError
+from gateway.front.base import StreamEncoder
 
 log = logging.getLogger("gateway.core.translate")
-
-
-class StreamEncoder(Protocol):
-    """A client API's side of a stream: neutral deltas to the bytes its clients read."""
-
-    def push(self, delta: Delta) -> bytes: ...
-    def finish(self) -> bytes: ...
 
 
 def unreadable(exc: Exception) -> UpstreamError:
@@ -33,7 +26,7 @@ class StreamTranslator:
 
     __slots__ = ("sse", "decoder", "encoder", "events")
 
-    def __init__(self, decoder: StreamDecoder, encoder: Any):
+    def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder):
         self.sse, self.decoder, self.encoder = SSEDecoder(), decoder, encoder
         self.events = 0   # upstream data events so far (comments are not events)
 
@@ -50,7 +43,7 @@ class StreamTranslator:
             raise unreadable(exc) from None
 
     def _feed(self, data: bytes) -> bytes:
-        out = []
+        out: list[bytes] = []
         push, decode = self.encoder.push, self.decoder.feed
         events = self.sse.feed(data)
         self.events += len(events)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from types import ModuleType
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -18,7 +20,7 @@ import orjson
 from gateway.clock import Clock
 from gateway.core.table import TargetEntry
 from gateway.core.translate import unreadable
-from gateway.dialects.base import Completion, UpstreamError, UpstreamRequest
+from gateway.dialects.base import Completion, Dialect, LocalDialect, UpstreamError, UpstreamRequest
 from gateway.scrub import shapes
 
 log = logging.getLogger("gateway.core.upstream")
@@ -48,7 +50,7 @@ class AttemptFailed(Exception):
         return self.kind == "status" and not self.retryable and self.status is not None and self.status < 500
 
 
-def _retry_after(headers) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the upstream asked us to wait: `retry-after-ms` (OpenAI) or `Retry-After` seconds, capped."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
@@ -73,14 +75,15 @@ def scrub(message: str, req: UpstreamRequest) -> str:
     return message
 
 
-def _error_fields(data) -> dict[str, str]:
+def _error_fields(data: Any) -> dict[str, str]:
     err = data.get("error") if isinstance(data, dict) else None
     if not isinstance(err, dict):
         return {}
     return {k: err[k] for k in ("type", "code", "param") if isinstance(err.get(k), str) and err[k]}
 
 
-def _status_failure(status: int, body: bytes, headers, dialect: ModuleType, req: UpstreamRequest) -> AttemptFailed:
+def _status_failure(status: int, body: bytes, headers: Mapping[str, str], dialect: Dialect,
+                    req: UpstreamRequest) -> AttemptFailed:
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
@@ -93,7 +96,7 @@ def _status_failure(status: int, body: bytes, headers, dialect: ModuleType, req:
                          retry_after=_retry_after(headers), details=_error_fields(data))
 
 
-def _error_body(data, dialect: ModuleType, req: UpstreamRequest) -> AttemptFailed | None:
+def _error_body(data: Any, dialect: Dialect, req: UpstreamRequest) -> AttemptFailed | None:
     """A 2xx whose body is an error: a provider malfunction, retried like a 5xx."""
     message = dialect.error_message(data)
     if message is None:
@@ -141,7 +144,8 @@ class _translated:
         self._cm = asyncio.timeout(self._timeout)
         await self._cm.__aenter__()
 
-    async def __aexit__(self, kind, exc, tb) -> bool:
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
         try:
             await self._cm.__aexit__(kind, exc, tb)
         except TimeoutError:
@@ -200,7 +204,7 @@ class LocalBody:
         self._events = []
 
 
-def _parsed(dialect: ModuleType, data: dict) -> Completion:
+def _parsed(dialect: Dialect, data: Any) -> Completion:
     """A whole answer in neutral form; a dialect that cannot read it fails the attempt, never the gateway."""
     try:
         return dialect.parse_response(data)
@@ -219,11 +223,16 @@ class LocalTransport:
     async def complete(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int) -> Completion:
         if target.delay:
             await self.clock.sleep(target.delay)
-        return _parsed(target.dialect, target.dialect.answer(req))
+        return _parsed(target.dialect, _local(target).answer(req))
 
     async def open_stream(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *,
                           limit: int) -> LocalBody:
-        return LocalBody(target.dialect.stream_events(req), target.delay, self.clock)
+        return LocalBody(_local(target).stream_events(req), target.delay, self.clock)
+
+
+def _local(target: TargetEntry) -> LocalDialect:
+    """`Upstream.transport` sends here only targets whose dialect says `transport = "local"`."""
+    return cast(LocalDialect, target.dialect)
 
 
 class Upstream:
@@ -252,7 +261,8 @@ class Upstream:
         """A whole (non-streamed) answer of at most `limit` bytes, translated by the target's dialect."""
         return _parsed(target.dialect, await self._call(target.dialect, req, timeout, limit))
 
-    async def _call(self, dialect: ModuleType, req: UpstreamRequest, timeout: float, limit: int) -> dict:
+    async def _call(self, dialect: Dialect, req: UpstreamRequest, timeout: float, limit: int) -> Any:
+        """The answer's JSON, whatever its shape: the dialect judges it."""
         async with (_translated(timeout, "did not answer"),
                     self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp):
             if resp.status >= 300:

@@ -1,12 +1,12 @@
 """The registry of dialects: adding a provider means adding a module here."""
 from __future__ import annotations
 
-from types import ModuleType
-
 from gateway.dialects import anthropic, mock, openai
+from gateway.dialects.base import Dialect
 
-DIALECTS: dict[str, ModuleType] = {m.name: m for m in (openai, anthropic, mock)}
+_MODULES: tuple[Dialect, ...] = (openai, anthropic, mock)
+DIALECTS: dict[str, Dialect] = {m.name: m for m in _MODULES}
 
 
-def get(name: str) -> ModuleType:
+def get(name: str) -> Dialect:
     return DIALECTS[name]

@@ -196,6 +196,7 @@ def _convert_tool(tool: dict[str, Any]) -> dict[str, Any]:
 
 def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     """Map OpenAI tool_choice; `parallel_tool_calls: false` has a direct Anthropic twin."""
+    out: dict[str, Any]
     if isinstance(choice, str):
         out = dict(TOOL_CHOICES.get(choice, {"type": "auto"}))
     elif isinstance(choice, dict) and (choice.get("function") or {}).get("name"):
@@ -318,7 +319,7 @@ class AnthropicStreamDecoder:
             raise UpstreamError("upstream sent an unreadable stream event") from None
         if not isinstance(data, dict):
             return []
-        kind = event.event if event.event not in (None, "", "message") else data.get("type")
+        kind: Any = event.event if event.event not in (None, "", "message") else data.get("type")   # any JSON
         handler = {
             "message_start": self._on_message_start,
             "content_block_start": self._on_content_block_start,

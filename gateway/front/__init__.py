@@ -7,8 +7,8 @@ answer and events. Adding an API is one module here and a line below.
 """
 from __future__ import annotations
 
-from types import ModuleType
-
 from gateway.front import chat
+from gateway.front.base import Front
 
-FRONTS: dict[str, ModuleType] = {m.name: m for m in (chat,)}
+_MODULES: tuple[Front, ...] = (chat,)
+FRONTS: dict[str, Front] = {m.name: m for m in _MODULES}

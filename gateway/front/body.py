@@ -5,7 +5,7 @@ import asyncio
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from gateway.errors import GatewayError, InvalidRequest
 
@@ -35,7 +35,7 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> dict[st
     return body
 
 
-async def _read(content, limit: int, timeout: float) -> bytearray:
+async def _read(content: StreamReader, limit: int, timeout: float) -> bytearray:
     """Up to a little over `limit` bytes, decompressed if the client said gzip or deflate (aiohttp decodes
     those in bounded pieces as they are read, so a gzip bomb stops at the limit too)."""
     data = bytearray(content.read_nowait())   # usually the whole body is here already: then no timer

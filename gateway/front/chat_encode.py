@@ -38,7 +38,7 @@ class ChunkBuilder:
         self.finish_reason: str | None = None
         self.sent_role = False
         self._think = ThinkSplitter()
-        self._tool_ids: dict[str, int] = {}
+        self._tool_ids: dict[Any, int] = {}   # the ids as the upstream sent them
         self._last_tool_index = -1
         self._argued: dict[int, bool] = {}   # tool call index -> whether any arguments text came for it
         self._text: list[str] = []          # what was streamed, for estimating usage
@@ -113,7 +113,7 @@ class ChunkBuilder:
             out["content"] = out.get("content", "") + content
             self._text.append(content)
 
-    def _closing(self, out: dict[str, Any], finish: str, logprobs: dict | None) -> bytes:
+    def _closing(self, out: dict[str, Any], finish: str, logprobs: dict[str, Any] | None) -> bytes:
         """The finish chunk. A tool call that got no arguments text at all (Anthropic's `tool_use` with an
         empty `input` and no `input_json_delta`) gets "{}" first, in a chunk of its own: clients parse it."""
         empty = [i for i, argued in self._argued.items() if not argued]
@@ -147,7 +147,7 @@ class ChunkBuilder:
                 isinstance(arguments, str) and arguments.strip())
         return call
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None, logprobs: dict | None) -> bytes:
+    def _chunk(self, delta: dict[str, Any], finish: str | None, logprobs: dict[str, Any] | None) -> bytes:
         if not self.sent_role:
             delta = {"role": "assistant", **delta}
             # as OpenAI does: "" opens a text answer, null a tool call or refusal

@@ -7,6 +7,7 @@ to every field a dialect reads, so no dialect ever meets a wrong JSON type.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import InvalidRequest
@@ -15,6 +16,7 @@ UNSUPPORTED = ("n", "seed", "logit_bias")
 MAX_COUNT = 2 ** 31 - 1     # OpenAI's own bound on integer parameters; a larger token count is no request
 _TOOL_CHOICES = ("none", "auto", "required")
 _FORMATS = ("text", "json_object", "json_schema")
+_Fields = tuple[tuple[str, type, bool], ...]   # (name, type, required) of an object's fields
 
 
 def _fail(param: str, message: str, code: str) -> InvalidRequest:
@@ -29,7 +31,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _number(body: dict, name: str, low: float, high: float) -> None:
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
     v = body.get(name)
     if v is None:
         return
@@ -47,7 +49,7 @@ def _count(v: Any, name: str) -> None:
         raise _fail(name, f"'{name}' must be between 1 and {MAX_COUNT}; got {v}.", "invalid_value")
 
 
-def _boolean(body: dict, name: str) -> None:
+def _boolean(body: dict[str, Any], name: str) -> None:
     v = body.get(name)
     if v is not None and not isinstance(v, bool):
         raise _fail(name, f"'{name}' must be a boolean.", "invalid_type")
@@ -56,7 +58,7 @@ def _boolean(body: dict, name: str) -> None:
 _KINDS = {str: "a string", dict: "an object", list: "an array", bool: "a boolean"}
 
 
-def _shape(obj: dict, path: str, fields: tuple[tuple[str, type, bool], ...]) -> None:
+def _shape(obj: dict[str, Any], path: str, fields: _Fields) -> None:
     """Fields of one object: a wrong type first (what was sent), then what is missing (null counts as missing)."""
     for name, kind, _ in fields:
         v = obj.get(name)
@@ -67,7 +69,7 @@ def _shape(obj: dict, path: str, fields: tuple[tuple[str, type, bool], ...]) -> 
             raise _fail(f"{path}.{name}", f"'{path}.{name}' is required.", "missing_required_parameter")
 
 
-def _object(value: Any, path: str) -> dict:
+def _object(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _fail(path, f"'{path}' must be an object.", "invalid_type")
     return value
@@ -101,7 +103,7 @@ def _messages(messages: Any) -> None:
         _message(_object(message, f"messages[{i}]"), f"messages[{i}]")
 
 
-def _message(message: dict, path: str) -> None:
+def _message(message: dict[str, Any], path: str) -> None:
     content = message.get("content")
     if content is not None and not isinstance(content, (str, list)):
         raise _fail(f"{path}.content", f"'{path}.content' must be a string or an array of parts.", "invalid_type")
@@ -116,7 +118,7 @@ def _message(message: dict, path: str) -> None:
         _typed(_object(call, f"{path}.tool_calls[{k}]"), f"{path}.tool_calls[{k}]", _CALL_BODIES, (("id", str, True),))
 
 
-def _part(part: dict, path: str) -> None:
+def _part(part: dict[str, Any], path: str) -> None:
     _shape(part, path, (("type", str, True),))
     kind = part["type"]
     _shape(part, path, _PARTS.get(kind, ()))
@@ -124,7 +126,7 @@ def _part(part: dict, path: str) -> None:
         _shape(part[kind], f"{path}.{kind}", _NESTED[kind])
 
 
-def _typed(obj: dict, path: str, bodies: dict[str, tuple], own: tuple = ()) -> None:
+def _typed(obj: dict[str, Any], path: str, bodies: Mapping[str, _Fields], own: _Fields = ()) -> None:
     """A tool or tool call: `type` names the field holding its body (`function`, `custom`)."""
     _shape(obj, path, (*own, ("type", str, True), *((name, dict, False) for name in bodies)))
     kind = obj["type"]
@@ -142,7 +144,7 @@ def _stop(stop: Any) -> None:
         raise _fail("stop", "'stop' may hold at most 4 sequences.", "invalid_value")
 
 
-def _tools(body: dict) -> None:
+def _tools(body: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -201,7 +203,7 @@ def _thinking(thinking: Any) -> None:
         _count(budget, "thinking.budget_tokens")
 
 
-def _max_tokens(body: dict) -> None:
+def _max_tokens(body: dict[str, Any]) -> None:
     for name in ("max_tokens", "max_completion_tokens"):
         v = body.get(name)
         if v is None:
@@ -209,7 +211,7 @@ def _max_tokens(body: dict) -> None:
         _count(v, name)
 
 
-def _logprobs(body: dict) -> None:
+def _logprobs(body: dict[str, Any]) -> None:
     _boolean(body, "logprobs")
     top = body.get("top_logprobs")
     if top is None:
@@ -222,7 +224,7 @@ def _logprobs(body: dict) -> None:
         raise _fail("top_logprobs", "'top_logprobs' requires 'logprobs': true.", "invalid_value")
 
 
-def _stream(body: dict) -> None:
+def _stream(body: dict[str, Any]) -> None:
     _boolean(body, "stream")
     options = body.get("stream_options")
     if options is None:
@@ -237,7 +239,7 @@ def _stream(body: dict) -> None:
                     "invalid_type")
 
 
-def model_name(body: dict) -> str:
+def model_name(body: dict[str, Any]) -> str:
     model = body.get("model")
     if model is None:
         raise _fail("model", "'model' is required.", "missing_required_parameter")
@@ -246,7 +248,7 @@ def model_name(body: dict) -> str:
     return model
 
 
-def unsupported_present(body: dict) -> list[str]:
+def unsupported_present(body: dict[str, Any]) -> list[str]:
     """Parameters the gateway cannot honour; `n: 1` is harmless and not one."""
     found = [name for name in UNSUPPORTED if body.get(name) is not None]
     if "n" in found and body["n"] == 1:
@@ -254,7 +256,7 @@ def unsupported_present(body: dict) -> list[str]:
     return found
 
 
-def validate(body: dict, drop_unsupported: bool) -> list[str]:
+def validate(body: dict[str, Any], drop_unsupported: bool) -> list[str]:
     """Check every rule; return the names of dropped parameters (may be empty)."""
     _messages(body.get("messages"))
     _stream(body)
@@ -286,11 +288,11 @@ def validate(body: dict, drop_unsupported: bool) -> list[str]:
     return found
 
 
-def thinking_enabled(body: dict) -> bool:
+def thinking_enabled(body: dict[str, Any]) -> bool:
     thinking = body.get("thinking")
     return isinstance(thinking, dict) and thinking.get("type") == "enabled"
 
 
-def max_output_tokens(body: dict) -> int | None:
+def max_output_tokens(body: dict[str, Any]) -> int | None:
     v = body.get("max_completion_tokens")
     return v if v is not None else body.get("max_tokens")
