@@ -1,6 +1,8 @@
 """create_app(): routes, middleware, and every object with a lifetime."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from gateway.appkeys import (
@@ -36,7 +38,7 @@ from gateway.store import open_store
 from gateway.store.ledger import LedgerWriter, NullLedger
 
 
-async def _store_ctx(app: web.Application):
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(app[OPTIONS].db_path)
     app[STORE] = store
     keys = KeyRegistry()
@@ -50,7 +52,7 @@ async def _store_ctx(app: web.Application):
     await store.close()
 
 
-async def _limiter_ctx(app: web.Application):
+async def _limiter_ctx(app: web.Application) -> AsyncIterator[None]:
     """`--limits` (ServerOptions.limiter_url) wins over settings.limiter; chosen once, at start."""
     settings = app[TABLE].table.settings
     url = app[OPTIONS].limiter_url or settings.limiter
@@ -62,7 +64,7 @@ async def _limiter_ctx(app: web.Application):
     await limiter.close()
 
 
-async def _upstream_ctx(app: web.Application):
+async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     upstream = Upstream.create(app[CLOCK])
     app[UPSTREAM] = upstream
     yield

@@ -12,16 +12,20 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gateway.config import Config, ConfigError, Limits, load_config
 from gateway.store import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from gateway.errors import GatewayError
+    from gateway.store import Store
 
 DEFAULT_DB = "gateway.db"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage dump
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage dump
         print(f"gateway: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
@@ -98,13 +102,14 @@ def _load(path: str) -> Config:
         raise Fail("\n".join(err.problems)) from None
 
 
-def _database(args, config: Config | None = None) -> str:
+def _database(args: argparse.Namespace, config: Config | None = None) -> str:
     """--db / GATEWAY_DB win over settings.db of the routes file; gateway.db when neither says."""
     if not args.db:
         if config is None and os.path.exists(args.config):
             config = _load(args.config)
         args.db = (config.settings.db if config is not None else None) or DEFAULT_DB
-    return args.db
+    db: str = args.db
+    return db
 
 
 def _caps(path: str) -> Limits:
@@ -112,7 +117,7 @@ def _caps(path: str) -> Limits:
     return _load(path).settings.limits if os.path.exists(path) else Limits()
 
 
-def cmd_check(args) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as err:
@@ -136,7 +141,7 @@ def _lift_open_files_limit() -> None:
         pass
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway.app import create_app
@@ -160,7 +165,7 @@ def cmd_serve(args) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    run = dict(print=None, access_log=None, handler_cancellation=True, shutdown_timeout=15)
+    run: dict[str, Any] = dict(print=None, access_log=None, handler_cancellation=True, shutdown_timeout=15)
     if args.workers > 1:
         from gateway import workers
 
@@ -175,7 +180,7 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def _limiter(args, config: Config) -> str:
+def _limiter(args: argparse.Namespace, config: Config) -> str:
     """--limits / GATEWAY_LIMITS win over settings.limiter; several workers need a shared limiter."""
     from gateway.limiter import check_limiter_url
 
@@ -220,23 +225,23 @@ _FLAGS = {"'rpm'": "--rpm", "'tpm'": "--tpm", "'max_budget'": "--budget", "'budg
           "'models'": "--models", "'name'": "--name"}
 
 
-def _user_error(err, config: str) -> Fail:
+def _user_error(err: GatewayError, config: str) -> Fail:
     message = err.message.replace("settings.limits", f"settings.limits of {config}")
     for field, flag in _FLAGS.items():
         message = message.replace(field, flag)
     return Fail(message)
 
 
-async def _key_write(args, store, now: float) -> int:
+async def _key_write(args: argparse.Namespace, store: Store, now: float) -> int:
     """create / update / revoke: straight to the database; a running server picks it up."""
     from gateway.errors import GatewayError
     from gateway.keys import KeyLimits, create_key, revoke_key, update_key
 
     if args.keys_command == "revoke":
-        row = await revoke_key(store, args.id, now)
-        if row is None:
+        revoked = await revoke_key(store, args.id, now)
+        if revoked is None:
             raise Fail(f"no key {args.id!r}")
-        print(f"revoked key {row.id}")
+        print(f"revoked key {revoked.id}")
         return 0
     models = None
     if args.models is not None:
@@ -247,13 +252,13 @@ async def _key_write(args, store, now: float) -> int:
         if args.keys_command == "create":
             row, secret = await create_key(store, args.name, limits, _caps(args.config), now)
         else:
-            row = await update_key(store, args.id, limits, _caps(args.config), now)
+            updated = await update_key(store, args.id, limits, _caps(args.config), now)
     except GatewayError as err:
         raise _user_error(err, args.config) from None
     if args.keys_command == "update":
-        if row is None:
+        if updated is None:
             raise Fail(f"no key {args.id!r}")
-        print(f"updated key {row.id}")
+        print(f"updated key {updated.id}")
     elif args.json:
         print(json.dumps({"id": row.id, "key": secret}))
     else:
@@ -261,7 +266,7 @@ async def _key_write(args, store, now: float) -> int:
     return 0
 
 
-async def _key_report(args, store, now: float) -> int:
+async def _key_report(args: argparse.Namespace, store: Store, now: float) -> int:
     """list / show: limits and usage as the server would count them (rebuilt from the ledger)."""
     from gateway.keys import KeyRegistry
 
@@ -282,7 +287,7 @@ async def _key_report(args, store, now: float) -> int:
     return 0
 
 
-async def _keys(args) -> int:
+async def _keys(args: argparse.Namespace) -> int:
     from gateway.store import open_store
 
     store = await open_store(_database(args))
@@ -294,7 +299,7 @@ async def _keys(args) -> int:
         await store.close()
 
 
-async def _spend(args) -> int:
+async def _spend(args: argparse.Namespace) -> int:
     from gateway.store import is_date, open_store
 
     if args.since is not None and not is_date(args.since):

@@ -170,15 +170,15 @@ def check_name(name: Any) -> str:
     """
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("'name' is required.", param="name", code="missing_required_parameter")
-    name = name.strip()
-    if len(name) > NAME_MAX:
+    trimmed = name.strip()
+    if len(trimmed) > NAME_MAX:
         raise InvalidRequest(f"'name' is longer than {NAME_MAX} characters.", param="name")
-    if not name.isprintable() and any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+    if not trimmed.isprintable() and any(unicodedata.category(c) in ("Cc", "Cs") for c in trimmed):
         raise InvalidRequest("'name' must not contain control characters.", param="name")
-    return name
+    return trimmed
 
 
-async def create_key(store: Store, name: str, limits: KeyLimits, caps: Any, now: float) -> tuple[KeyRow, str]:
+async def create_key(store: Store, name: Any, limits: KeyLimits, caps: Any, now: float) -> tuple[KeyRow, str]:
     name = check_name(name)
     check_limits(limits, caps)
     secret = new_secret()

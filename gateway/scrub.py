@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 REDACTED = "[redacted]"
 _SHAPES = re.compile(r"sk-ant-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9_\-.=+/]{6,}",
@@ -76,9 +80,9 @@ class Scrubber:
         return None
 
 
-def config_secrets(config) -> list[str]:
+def config_secrets(config: Config) -> list[str]:
     """Every secret a config holds: provider api keys and secret-looking extra headers."""
-    out: list[str] = []
+    out: list[str | None] = []
     for provider in config.providers.values():
         out.append(provider.api_key)
         out.extend(v for k, v in provider.headers.items() if secret_header(k))

@@ -18,8 +18,10 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
 
 log = logging.getLogger("gateway.workers")
 
@@ -82,7 +84,7 @@ def serve(run: Callable[[socket.socket], None], host: str, port: int, count: int
     print(banner.format(f"{bound[0]}:{bound[1]}"), flush=True)
     stopping = False
 
-    def stop(signum: int, frame) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         if not stopping:
             stopping = True
@@ -109,9 +111,9 @@ def serve(run: Callable[[socket.socket], None], host: str, port: int, count: int
     return code
 
 
-def _signal_all(procs: list, signum: int) -> None:
+def _signal_all(procs: Iterable[BaseProcess], signum: int) -> None:
     for proc in procs:
-        if proc.is_alive():
+        if proc.pid is not None and proc.is_alive():   # every one was started: each has a pid
             try:
                 os.kill(proc.pid, signum)
             except ProcessLookupError:

@@ -9,8 +9,8 @@ from aiohttp import web
 
 from gateway.appkeys import CLOCK, KEYS, LEDGER, LIMITER, OPTIONS, ROUTER, STORE, TABLE
 from gateway.errors import AuthError, GatewayError, InvalidRequest
-from gateway.keys import KeyLimits, bearer_token, create_key, credential_bytes, revoke_key, update_key
-from gateway.store import is_date
+from gateway.keys import KeyLimits, KeyState, bearer_token, create_key, credential_bytes, revoke_key, update_key
+from gateway.store import KeyRow, is_date
 
 _FIELDS = {"name", "rpm", "tpm", "max_budget", "budget_period", "models"}
 _SYNONYMS = {"rpm_limit": "rpm", "tpm_limit": "tpm"}   # the key object's own names work too
@@ -53,16 +53,23 @@ def _limits(body: dict[str, Any]) -> KeyLimits:
                      period=body.get("budget_period"), models=body.get("models"), models_given="models" in body)
 
 
-async def _report(app: web.Application, state) -> dict[str, Any]:
+async def _report(app: web.Application, state: KeyState) -> dict[str, Any]:
     """A key object with its usage as the limiter counts it (in Redis when limits are shared)."""
     return (await app[LIMITER].reports([state], app[CLOCK].now()))[0]
 
 
-def _key_or_404(request: web.Request):
+def _key_or_404(request: web.Request) -> KeyState:
     state = request.app[KEYS].by_id.get(request.match_info["key_id"])
     if state is None:
         raise GatewayError("No key with that id.", status=404, code="key_not_found")
     return state
+
+
+def _still_there(row: KeyRow | None) -> KeyRow:
+    """The store's row after a change; None when the key left the database since the registry loaded it."""
+    if row is None:
+        raise GatewayError("No key with that id.", status=404, code="key_not_found")
+    return row
 
 
 async def create(request: web.Request) -> web.Response:
@@ -96,7 +103,7 @@ async def patch(request: web.Request) -> web.Response:
         raise InvalidRequest("A key's name cannot be changed.", param="name")
     row = await update_key(app[STORE], state.row.id, _limits(body), app[TABLE].table.settings.limits,
                            app[CLOCK].now())
-    return _json(await _report(app, app[KEYS].put(row)))
+    return _json(await _report(app, app[KEYS].put(_still_there(row))))
 
 
 async def revoke(request: web.Request) -> web.Response:
@@ -104,7 +111,7 @@ async def revoke(request: web.Request) -> web.Response:
     state = _key_or_404(request)
     app = request.app
     row = await revoke_key(app[STORE], state.row.id, app[CLOCK].now())
-    return _json(await _report(app, app[KEYS].put(row)))
+    return _json(await _report(app, app[KEYS].put(_still_there(row))))
 
 
 async def spend(request: web.Request) -> web.Response:

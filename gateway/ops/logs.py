@@ -39,7 +39,7 @@ class JsonFormatter(_Scrubbing):
         fields = getattr(record, "fields", None)
         if fields:
             out.update(fields)
-        if record.exc_info and record.levelno >= logging.ERROR:
+        if record.exc_info and record.exc_info[0] is not None and record.levelno >= logging.ERROR:
             out["error"] = record.exc_info[0].__name__
         return orjson.dumps(out).decode()
 

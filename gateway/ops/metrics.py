@@ -7,14 +7,16 @@ names come from the config, never from client input or keys.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.clock import Clock
 from gateway.core.router import Router
+from gateway.limiter import Limiter
 from gateway.store.ledger import LedgerWriter
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -25,7 +27,7 @@ _REFUSALS = {"rate_limit_exceeded": "rate_limit", "request_exceeds_limit": "rate
 class _Live:
     """Reads router health and ledger state when Prometheus scrapes."""
 
-    def __init__(self, router: Router, ledger_ref, clock: Clock):
+    def __init__(self, router: Router, ledger_ref: Callable[[], LedgerWriter | None], clock: Clock):
         self.router, self.ledger_ref, self.clock = router, ledger_ref, clock
 
     def collect(self) -> Iterable[Any]:
@@ -54,7 +56,7 @@ class _Live:
 class _LimiterLive:
     """The limiter's state at scrape time: is Redis answering, how often it did not, what waits for it."""
 
-    def __init__(self, limiter):
+    def __init__(self, limiter: Limiter):
         self.limiter = limiter
 
     def collect(self) -> Iterable[Any]:
@@ -71,7 +73,7 @@ class _LimiterLive:
 
 
 class Metrics:
-    def __init__(self, router: Router, ledger_ref, clock: Clock):
+    def __init__(self, router: Router, ledger_ref: Callable[[], LedgerWriter | None], clock: Clock):
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("gateway_requests", "Chat completion requests by route, provider and status",
@@ -86,9 +88,9 @@ class Metrics:
         self.refusals = Counter("gateway_limit_refusals", "Requests refused by limits", ["reason"], registry=r)
         self.in_flight = Gauge("gateway_in_flight_requests", "Requests being served", registry=r)
         r.register(_Live(router, ledger_ref, clock))
-        self._children: dict[tuple, Any] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
-    def _child(self, metric, *labels: str):
+    def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
         key = (id(metric), labels)
         child = self._children.get(key)
         if child is None:
@@ -116,7 +118,7 @@ class Metrics:
         if row["attempts"] > 1:
             self._child(self.retries, route).inc(row["attempts"] - 1)
 
-    def watch_limiter(self, limiter) -> None:
+    def watch_limiter(self, limiter: Limiter) -> None:
         self.registry.register(_LimiterLive(limiter))
 
     def unauthorized(self) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -49,19 +50,18 @@ def reload_now(app: web.Application) -> bool:
     return True
 
 
-async def _watch_config(app: web.Application) -> None:
+async def _watch_config(app: web.Application, path: str) -> None:
     options = app[OPTIONS]
-    seen = _stamp(options.config_path)
+    seen = _stamp(path)
     while True:
         await asyncio.sleep(options.config_poll_interval)
-        current = _stamp(options.config_path)
+        current = _stamp(path)
         if current != seen:
             seen = current
             try:
                 reload_now(app)
             except Exception as exc:   # a bug of ours must not stop the watching: keep the old config
-                log.error("config reload of %s failed, old config stays: %s", options.config_path,
-                          type(exc).__name__)
+                log.error("config reload of %s failed, old config stays: %s", path, type(exc).__name__)
 
 
 async def _watch_keys(app: web.Application) -> None:
@@ -81,11 +81,12 @@ async def _watch_keys(app: web.Application) -> None:
             failing = False
 
 
-async def watchers_ctx(app: web.Application):
+async def watchers_ctx(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(_watch_keys(app), name="key-watch")]
     hup = False
-    if app[OPTIONS].config_path is not None:
-        tasks.append(asyncio.create_task(_watch_config(app), name="config-watch"))
+    config_path = app[OPTIONS].config_path
+    if config_path is not None:
+        tasks.append(asyncio.create_task(_watch_config(app, config_path), name="config-watch"))
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_now, app)
             hup = True
