@@ -29,15 +29,15 @@ class Pipe:
 
     def __init__(self, client: aioredis.Redis):
         self.client = client
-        self.queue: list[tuple[bytes, asyncio.Future]] = []
+        self.queue: list[tuple[bytes, asyncio.Future[Any]]] = []
         self.sends = 0
         self.scheduled = False
         self._sending: set[asyncio.Task[None]] = set()   # the loop keeps only weak references to tasks
 
-    def call(self, *args: Any) -> asyncio.Future:
+    def call(self, *args: Any) -> asyncio.Future[Any]:
         return self.send(pack(args))
 
-    def send(self, command: bytes) -> asyncio.Future:
+    def send(self, command: bytes) -> asyncio.Future[Any]:
         """One command already in RESP (see `pack`); its reply (or error) comes in the future."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
@@ -56,7 +56,7 @@ class Pipe:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, items: list[tuple[bytes, asyncio.Future]]) -> None:
+    async def _send(self, items: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
         pool = self.client.connection_pool
         results: list[Any] = []
         try:

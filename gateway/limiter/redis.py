@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -117,9 +117,9 @@ class RedisLimiter(Limiter):
         self._seq = itertools.count()
         self._names: dict[str, tuple[str, str, str, str]] = {}
         self._heads: dict[str, tuple[bytes, bytes]] = {}
-        self._tasks: set[asyncio.Task] = set()
-        self._inflight: set[asyncio.Future] = set()
-        self._probe: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: set[asyncio.Future[Any]] = set()
+        self._probe: asyncio.Task[None] | None = None
         self._epoch_lock = asyncio.Lock()
         self._script_lock = asyncio.Lock()
         self._period = (0.0, -1.0, -1.0)     # (valid until, day start, month start)
@@ -133,7 +133,7 @@ class RedisLimiter(Limiter):
         except _DOWN as exc:
             self._down(exc)
             return
-        log.info("limiter: redis at %s, epoch %s", self.where, self.epoch.decode())
+        log.info("limiter: redis at %s, epoch %s", self.where, (self.epoch or b"?").decode())
 
     async def close(self) -> None:
         if self._probe is not None:
@@ -186,7 +186,7 @@ class RedisLimiter(Limiter):
                 log.error("limiter: probe failed: %s", type(exc).__name__)
                 continue
             log.warning("limiter: redis at %s answers again (epoch %s); admitting through it", self.where,
-                        self.epoch.decode())
+                        (self.epoch or b"?").decode())
             return
 
     # -- calls ------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ class RedisLimiter(Limiter):
         async with self._epoch_lock:
             current = await self.client.get(EPOCH)
             if current is not None:
-                self.epoch = current
+                self.epoch = cast(bytes, current)   # the client is made without decode_responses
                 return
             now = self.clock.now()
             facts = await self.facts(now)
@@ -299,7 +299,7 @@ class RedisLimiter(Limiter):
 
     async def _admit_again(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> list[Any]:
         """The slow path: scripts forgotten, or state lost (rebuild from the ledger first)."""
-        result = await self._call(self._admit, keys, args)
+        result: list[Any] = await self._call(self._admit, keys, args)
         if result[0] == -1:
             await self._ensure_epoch()
             result = await self._call(self._admit, keys, args)
@@ -307,7 +307,7 @@ class RedisLimiter(Limiter):
                 raise RedisError("no epoch after a rebuild")
         return result
 
-    def _release_orphan(self, done: asyncio.Future, key_id: str, now: float, prompt: int, worst: str,
+    def _release_orphan(self, done: asyncio.Future[Any], key_id: str, now: float, prompt: int, worst: str,
                         member: str, day: float, month: float) -> None:
         if done.cancelled() or done.exception() is not None or done.result()[0] != 1:   # nothing was booked
             return
@@ -336,7 +336,7 @@ class RedisLimiter(Limiter):
         self._inflight.add(call)
         call.add_done_callback(lambda done: self._settled(done, (t, v, b, EPOCH), args))
 
-    def _settled(self, done: asyncio.Future, keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
+    def _settled(self, done: asyncio.Future[Any], keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
         """Nothing to do unless the call failed: then the slow path, or keep it for replay."""
         self._inflight.discard(done)
         error = None if done.cancelled() else done.exception()

@@ -40,8 +40,8 @@ _NOT_CODE = re.compile(r"[^a-z0-9_.\-]+")
 _FLOAT_COLUMNS = frozenset({"cost_usd", "latency_ms", "ttft_ms"})
 _TEXT_COLUMNS = frozenset({"request_id", "key_id", "created_at", "route", "provider", "upstream_model", "status",
                            "error_code", "usage_source"})
-_NOT_NULL = {"stream": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "attempts": 0,
-             "cost_usd": 0.0}
+_NOT_NULL: dict[str, Any] = {"stream": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+                             "attempts": 0, "cost_usd": 0.0}
 _CHOICES = {"status": ("ok", "error", "cancelled", "rejected"), "usage_source": ("upstream", "estimated")}
 _KINDS = tuple((c, str if c in _TEXT_COLUMNS else float if c in _FLOAT_COLUMNS else int) for c in LEDGER_COLUMNS)
 

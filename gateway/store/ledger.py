@@ -44,8 +44,8 @@ class LedgerWriter:
         self._queued = 0       # rows ever buffered; those before `_settled` are written or set aside
         self._settled = 0
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._drain: asyncio.Future | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
         self._failing = False
         self._closing = False
 

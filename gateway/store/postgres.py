@@ -165,7 +165,8 @@ class PostgresStore(Store):
 
     async def ping(self) -> bool:
         async with self._conn() as conn:
-            return await conn.fetchval("SELECT 1") == 1
+            answer: int = await conn.fetchval("SELECT 1")
+            return answer == 1
 
     # -- keys --------------------------------------------------------------
     async def create_key(self, **fields: Any) -> KeyRow:
@@ -188,7 +189,8 @@ class PostgresStore(Store):
     async def keys_version(self) -> int:
         """Bumped by a trigger in the same transaction as any change to api_keys (migration 0001)."""
         async with self._conn() as conn:
-            return await conn.fetchval("SELECT version FROM api_keys_version")
+            version: int = await conn.fetchval("SELECT version FROM api_keys_version")
+            return version
 
     async def update_key(self, key_id: str, changes: dict[str, Any], now: str) -> KeyRow | None:
         fields = key_changes(changes, now)

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -46,6 +46,8 @@ _INSERT_LEDGER = (f"INSERT INTO requests ({', '.join(LEDGER_COLUMNS)}) SELECT "
                   + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(LEDGER_COLUMNS)))
                   + " FROM json_each(?)")
 _KEYS = ", ".join(KEY_COLUMNS)
+_T = TypeVar("_T")
+_Job = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]   # future, function, arguments
 _REFUSED = (sqlite3.IntegrityError, sqlite3.DataError)
 # SQLite's primary result codes that mean "the database is not there or busy": locked too long, disk
 # full, an I/O error, a file that cannot be opened, written or read as a database. They leave this
@@ -78,7 +80,7 @@ def _create_private(path: str) -> None:
         pass
 
 
-def _resolve(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if not future.done():
         if error is None:
             future.set_result(result)
@@ -92,11 +94,11 @@ class _Worker:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.running = True
-        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         threading.Thread(target=self._main, name="gateway-sqlite", daemon=True).start()
 
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        future = self.loop.create_future()
+    async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        future: asyncio.Future[_T] = self.loop.create_future()
         self.jobs.put((future, fn, args))
         return await future
 
@@ -121,7 +123,7 @@ class _Worker:
         while self.running:
             self._do(self.jobs.get())
 
-    def _do(self, job: tuple) -> None:
+    def _do(self, job: _Job) -> None:
         future, fn, args = job
         result, error = None, None
         try:
@@ -166,17 +168,18 @@ def _insert(conn: sqlite3.Connection, rows: list[dict[str, Any]], strict: bool =
     # locked, disk full, I/O: DatabaseUnavailable (translated by _Worker), the ledger writer keeps the rows
 
 
-def _fetch(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[tuple]:
+def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return conn.execute(sql, params).fetchall()
 
 
-def _update(conn: sqlite3.Connection, sql: str, params: tuple, key_id: str) -> tuple | None:
+def _update(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], key_id: str) -> tuple[Any, ...] | None:
     if conn.execute(sql, params).rowcount == 0:
         return None
-    return conn.execute(f"SELECT {_KEYS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    row: tuple[Any, ...] | None = conn.execute(f"SELECT {_KEYS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    return row
 
 
-def _dicts(conn: sqlite3.Connection, sql: str, params: tuple) -> list[dict[str, Any]]:
+def _dicts(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
     cur = conn.execute(sql, params)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur]
@@ -198,7 +201,7 @@ class SqliteStore(Store):
             raise
         return cls(worker, conn)
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await self._worker.call(fn, self._conn, *args)
 
     async def close(self) -> None:
@@ -224,7 +227,8 @@ class SqliteStore(Store):
 
     async def keys_version(self) -> int:
         """SQLite's data_version: changes when another connection (the CLI, a `sqlite3` user) commits."""
-        return (await self._run(_fetch, "PRAGMA data_version"))[0][0]
+        version: int = (await self._run(_fetch, "PRAGMA data_version"))[0][0]
+        return version
 
     async def update_key(self, key_id: str, changes: dict[str, Any], now: str) -> KeyRow | None:
         fields = key_changes(changes, now)
