@@ -3,10 +3,10 @@
 Used for TPM admission, budget worst cases, the mock's real counts, and usage
 when an upstream reports none. Words, numbers and single punctuation marks
 each count as a token, which tracks BPE counts of English text within ~25%;
-in Chinese, Japanese and Korean text each character counts as one. A run of
-non-space characters counts at least one token per 4 bytes: a 100 KB hex blob is
-one "word" but some 25,000 billed tokens, and reservations must not be dodged
-with unusual text.
+in Chinese, Japanese and Korean text each character counts as one. A text counts
+at least one token per 4 bytes of non-space characters: a 100 KB hex blob is one
+"word" but some 25,000 billed tokens, and reservations must not be dodged with
+unusual text.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from typing import Any
 # CJK scripts have no spaces: each character is about one BPE token, not one "word" per run
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|\w+|[^\w\s]")
 _PER_MESSAGE = 4   # role and framing tokens, as OpenAI's own accounting adds
-_LONG_RUN = re.compile(r"\S{8,}")   # shorter runs never reach 2 tokens by the byte floor
 
 
 def _ascii_classes() -> bytes:
@@ -48,16 +47,18 @@ def count_words(text: str) -> int:
 
 
 def count_text(text: str) -> int:
-    """Tokens of `text`: per run of non-space characters, its words or a quarter of its bytes, the larger."""
-    total = count_words(text)
-    ascii_ = text.isascii()
-    for run in _LONG_RUN.findall(text) if ascii_ else text.split():
-        floor = len(run) // 4 if ascii_ else len(run.encode("utf-8", "surrogatepass")) // 4
-        if floor > 1:
-            words = count_words(run)
-            if floor > words:
-                total += floor - words
-    return total
+    """Tokens of `text`: its words, or a quarter of its non-space bytes when that is more.
+
+    The byte floor bounds every run of non-space text from below (the sum of each run's
+    quarter is at most a quarter of the sum) at the price of one C-speed count, where a
+    per-run scan cost seven times the word count on a 10 KB prompt.
+    """
+    words = count_words(text)
+    if text.isascii():
+        nonspace = len(text) - text.encode("ascii").translate(_CLASSES).count(b" ")
+    else:
+        nonspace = len("".join(text.split()).encode("utf-8", "surrogatepass"))
+    return max(words, nonspace // 4)
 
 
 def _content_text(content: Any) -> str:

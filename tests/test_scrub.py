@@ -45,6 +45,12 @@ def error_body(kind: str, field: str, secret: str) -> dict:
     return {"type": "error", "error": error} if kind == "an" else {"error": error}
 
 
+def first_event(kind: str, body: dict) -> bytes:
+    if kind == "an":
+        return f"event: error\ndata: {json.dumps(body)}\n\n".encode()
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
 def mid_stream(kind: str, body: dict) -> bytes:
     """A stream that starts well, then carries the hostile error as its next event."""
     if kind == "an":
@@ -63,15 +69,17 @@ def mid_stream(kind: str, body: dict) -> bytes:
 
 async def test_no_held_secret_leaves_by_any_field_dialect_or_phase(start_gateway, upstream, no_secret_in_any_log):
     gateway = await start_gateway(routes(upstream.url))
-    key = (await gateway.create_key())["key"]
+    key = (await gateway.create_key(rpm=1000))["key"]
     seen_lines = len(no_secret_in_any_log.lines)
     cases = list(itertools.product(SECRETS.items(), ("oa", "an"), ("message", "type", "code", "param"),
-                                   ("status", "before-first-chunk", "mid-stream")))
+                                   ("status", "before-first-chunk", "first-event", "mid-stream")))
     for (name, secret), kind, field, phase in cases:
         body = error_body(kind, field, secret)
         stream = phase != "status"
         if phase == "mid-stream":
             upstream.queue(Behaviour(sse=mid_stream(kind, body), events=True, delay=0.01))
+        elif phase == "first-event":   # a 200 stream whose first event is the error
+            upstream.queue(Behaviour(sse=first_event(kind, body)))
         else:
             upstream.queue(Behaviour(status=400, json=body))
         resp = await gateway.post(key, {"model": f"{kind}-{name}", "messages": MSG, "stream": stream})
@@ -82,6 +90,9 @@ async def test_no_held_secret_leaves_by_any_field_dialect_or_phase(start_gateway
             events = parse_sse(raw.encode())
             assert resp.status == 200 and "[DONE]" not in events, where
             error = check_error(events[-1])
+        elif phase == "first-event":
+            assert resp.status == 502, (where, resp.status, raw)
+            error = check_error(json.loads(raw))
         else:
             assert resp.status == 400, (where, resp.status, raw)
             error = check_error(json.loads(raw))
