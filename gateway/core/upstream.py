@@ -109,13 +109,15 @@ def too_large(limit: int) -> AttemptFailed:
     return AttemptFailed("too_large", f"upstream answer over {limit} bytes (settings.max_upstream_bytes)")
 
 
-async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytearray:
+async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes | bytearray:
     """The whole body as it arrives; past `limit` bytes the attempt fails and the rest is never read.
 
     A bytearray grows in place (no second copy) and orjson parses it as it is.
     """
-    if resp.content_length is not None and resp.content_length > limit:
-        raise too_large(limit)
+    if resp.content_length is not None:
+        if resp.content_length > limit:
+            raise too_large(limit)
+        return await resp.read()   # aiohttp reads exactly that many bytes, in one await
     body, content = bytearray(), resp.content
     while chunk := await content.readany():
         if len(body) + len(chunk) > limit:
