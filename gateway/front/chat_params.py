@@ -292,7 +292,3 @@ def thinking_enabled(body: dict[str, Any]) -> bool:
     thinking = body.get("thinking")
     return isinstance(thinking, dict) and thinking.get("type") == "enabled"
 
-
-def max_output_tokens(body: dict[str, Any]) -> int | None:
-    v = body.get("max_completion_tokens")
-    return v if v is not None else body.get("max_tokens")
