@@ -62,19 +62,6 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-_SECRET_HEADER = ("auth", "key", "token", "secret")
-
-
-def scrub(message: str, req: UpstreamRequest) -> str:
-    """Remove our own upstream credentials from a message the upstream wrote (some echo the key)."""
-    for name, value in req.headers.items():
-        if any(word in name.lower() for word in _SECRET_HEADER) and value:
-            secret = value.split()[-1]
-            if len(secret) >= 6:
-                message = message.replace(secret, "[redacted]")
-    return message
-
-
 def _error_fields(data: Any) -> dict[str, str]:
     err = data.get("error") if isinstance(data, dict) else None
     if not isinstance(err, dict):
@@ -82,26 +69,26 @@ def _error_fields(data: Any) -> dict[str, str]:
     return {k: err[k] for k in ("type", "code", "param") if isinstance(err.get(k), str) and err[k]}
 
 
-def _status_failure(status: int, body: bytes, headers: Mapping[str, str], dialect: Dialect,
-                    req: UpstreamRequest) -> AttemptFailed:
+def _status_failure(status: int, body: bytes, headers: Mapping[str, str], dialect: Dialect) -> AttemptFailed:
+    """The upstream's refusal; its words are scrubbed by the app's scrubber where `Attempts` catches it."""
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         data = None
     message = dialect.error_message(data) if data is not None else None
-    message = scrub(message or body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}", req)
+    message = message or body[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
     if status in (401, 403):
         return AttemptFailed("auth", message, status=status)
     return AttemptFailed("status", message, status=status, retryable=status in RETRYABLE_STATUS,
                          retry_after=_retry_after(headers), details=_error_fields(data))
 
 
-def _error_body(data: Any, dialect: Dialect, req: UpstreamRequest) -> AttemptFailed | None:
+def _error_body(data: Any, dialect: Dialect) -> AttemptFailed | None:
     """A 2xx whose body is an error: a provider malfunction, retried like a 5xx."""
     message = dialect.error_message(data)
     if message is None:
         return None
-    return AttemptFailed("protocol", f"upstream answered 200 with an error: {scrub(message, req)}", retryable=True)
+    return AttemptFailed("protocol", f"upstream answered 200 with an error: {message}", retryable=True)
 
 
 def too_large(limit: int) -> AttemptFailed:
@@ -268,13 +255,13 @@ class Upstream:
         async with (_translated(timeout, "did not answer"),
                     self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp):
             if resp.status >= 300:
-                raise _status_failure(resp.status, await _read_head(resp), resp.headers, dialect, req)
+                raise _status_failure(resp.status, await _read_head(resp), resp.headers, dialect)
             body = await _read_body(resp, limit)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise AttemptFailed("protocol", "upstream answered with a body that is not JSON", retryable=True) from None
-        failure = _error_body(data, dialect, req)
+        failure = _error_body(data, dialect)
         if failure is not None:
             raise failure
         return data
@@ -288,7 +275,7 @@ class Upstream:
             if resp.status >= 300:
                 body = await _read_head(resp)
                 resp.release()
-                raise _status_failure(resp.status, body, resp.headers, dialect, req)
+                raise _status_failure(resp.status, body, resp.headers, dialect)
         content_type = resp.headers.get("content-type", "")
         if "json" in content_type and "event-stream" not in content_type:
             try:   # a 200 answering a stream request with JSON: most likely an error body
@@ -299,7 +286,7 @@ class Upstream:
                 data = None
             finally:
                 resp.release()
-            raise _error_body(data, dialect, req) or AttemptFailed(
+            raise _error_body(data, dialect) or AttemptFailed(
                 "protocol", "upstream answered a stream request without a stream", retryable=True)
         _nodelay(resp)
         return RemoteBody(resp, limit)
