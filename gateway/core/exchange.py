@@ -97,11 +97,6 @@ class Exchange:
         row["cost_usd"] = self.target.cost(prompt, completion) if self.target else 0.0
         row["usage_source"] = "estimated" if estimated else "upstream"
 
-    @property
-    def status(self) -> str:
-        status: str = self._row["status"]
-        return status
-
     def finished(self, now: float) -> dict[str, Any]:
         """The ledger row, once the request is over (`now`: the Clock's monotonic time)."""
         row = self._row

@@ -9,7 +9,6 @@ go out, and if every attempt then fails the stream is that one error event.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 from collections.abc import Awaitable, Callable
 
@@ -27,8 +26,6 @@ from gateway.errors import GatewayError, error_event
 from gateway.front.base import StreamEncoder
 
 _STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
-
-log = logging.getLogger("gateway.core.relay")
 
 _Silence = Callable[[], Awaitable[None]]   # what runs when the upstream has been quiet for a while
 
