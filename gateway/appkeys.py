@@ -53,3 +53,4 @@ LIMITER = web.AppKey("limiter", Limiter)
 SCRUBBER = web.AppKey("scrubber", Scrubber)
 
 REQUEST_ID = web.RequestKey("request_id", str)
+ENVELOPE = web.RequestKey("envelope", str)   # the error envelope of the API the client speaks

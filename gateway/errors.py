@@ -1,7 +1,9 @@
-"""Typed errors and the one mapping to the OpenAI error envelope.
+"""Typed errors and the one mapping to each client API's error envelope.
 
 Handlers raise `GatewayError`s; `gateway.middleware` turns them (and anything
-unexpected) into answers through `error_response`. Nothing else builds an error body.
+unexpected) into answers through `error_response`, in the envelope of the API
+the client speaks (`ENVELOPES`); a stream's encoder frames the same body as its
+final event. Nothing else builds an error body.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class GatewayError(Exception):
         self.param = param
         self.headers = headers or {}
         self.foreign = foreign
+        self.upstream_status: int | None = None   # the last upstream's status, when every attempt failed
 
     def envelope(self, scrubber: Scrubber = _NO_SECRETS) -> dict[str, Any]:
         if not self.foreign:
@@ -104,15 +107,35 @@ class ServiceUnavailable(GatewayError):
     code = "service_unavailable"
 
 
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    504: "timeout_error", 529: "overloaded_error"}
+
+
+def _openai(err: GatewayError, scrubber: Scrubber) -> tuple[int, dict[str, Any]]:
+    return err.status, err.envelope(scrubber)
+
+
+def _anthropic(err: GatewayError, scrubber: Scrubber) -> tuple[int, dict[str, Any]]:
+    """Anthropic's envelope: the type follows the status; an upstream's 529 (overloaded) stays 529."""
+    status = 529 if err.status >= 500 and err.upstream_status == 529 else err.status
+    kind = _ANTHROPIC_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    return status, {"type": "error", "error": {"type": kind, "message": err.envelope(scrubber)["error"]["message"]}}
+
+
+ENVELOPES = {"openai": _openai, "anthropic": _anthropic}
+
+
+def error_body(err: GatewayError, scrubber: Scrubber = _NO_SECRETS,
+               envelope: str = "openai") -> tuple[int, dict[str, Any]]:
+    """The status and body a client of this envelope gets for `err`."""
+    return ENVELOPES[envelope](err, scrubber)
+
+
 def error_response(err: GatewayError, request_id: str | None = None,
-                   scrubber: Scrubber = _NO_SECRETS) -> web.Response:
+                   scrubber: Scrubber = _NO_SECRETS, envelope: str = "openai") -> web.Response:
     headers = dict(err.headers)
     if request_id:
         headers["x-request-id"] = request_id
-    return web.Response(status=err.status, body=orjson.dumps(err.envelope(scrubber)),
-                        content_type="application/json", headers=headers)
-
-
-def error_event(err: GatewayError, scrubber: Scrubber = _NO_SECRETS) -> bytes:
-    """The one final SSE event of a stream that failed after it started."""
-    return b"data: " + orjson.dumps(err.envelope(scrubber)) + b"\n\n"
+    status, body = error_body(err, scrubber, envelope)
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)

@@ -7,7 +7,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.appkeys import REQUEST_ID, SCRUBBER
+from gateway.appkeys import ENVELOPE, REQUEST_ID, SCRUBBER
 from gateway.errors import GatewayError, error_response
 
 log = logging.getLogger("gateway.errors")
@@ -32,16 +32,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except GatewayError as err:
-        return error_response(err, request.get(REQUEST_ID), request.app[SCRUBBER])
+        return error_response(err, request.get(REQUEST_ID), request.app[SCRUBBER],
+                              request.get(ENVELOPE, "openai"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code, typ = _HTTP_CODES.get(exc.status, ("http_error", "invalid_request_error"))
         mapped = GatewayError(exc.reason or "request failed", status=exc.status, code=code, type=typ)
-        return error_response(mapped, request.get(REQUEST_ID), request.app[SCRUBBER])
+        return error_response(mapped, request.get(REQUEST_ID), request.app[SCRUBBER],
+                              request.get(ENVELOPE, "openai"))
     except Exception as exc:  # a bug of ours: say so without a traceback or details
         log.error("internal error on %s %s: %s", request.method, request.path, type(exc).__name__,
                   exc_info=log.isEnabledFor(logging.DEBUG))
         internal = GatewayError("The gateway hit an internal error; the request was not completed.",
                                 status=500, type="api_error", code="internal_error")
-        return error_response(internal, request.get(REQUEST_ID), request.app[SCRUBBER])
+        return error_response(internal, request.get(REQUEST_ID), request.app[SCRUBBER],
+                              request.get(ENVELOPE, "openai"))

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from gateway.config import parse_config
 from gateway.core.attempts import plan
 from gateway.core.table import RoutingTable
+from gateway.front.base import ClientRequest
 
 BUDGET = 0.01
 PRICE = "{input: 1.0, output: 1.0}"   # USD per 1M tokens: the attack's 5,024 tokens cost $0.005
@@ -101,7 +102,7 @@ def test_what_is_sent_never_allows_more_output_than_the_reservation(dialect, for
     candidates = entry.candidates(enabled)
     if not candidates:
         return
-    for target, chosen in plan(body, candidates, enabled, stream).items():
+    for target, chosen in plan(ClientRequest(body, stream=stream, thinking=enabled), candidates).items():
         sent = chosen.request.body
         bounds = [sent[b] for b in BOUNDS if isinstance(sent.get(b), int)]
         if chosen.output_cap is None:

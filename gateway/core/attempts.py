@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -11,8 +11,9 @@ from gateway.appkeys import CLOCK, ROUTER, SCRUBBER
 from gateway.core.exchange import Exchange
 from gateway.core.table import RouteEntry, TargetEntry
 from gateway.core.upstream import AttemptFailed
-from gateway.dialects.base import TargetView, UpstreamRequest
+from gateway.dialects.base import NativeDialect, TargetView, UpstreamRequest
 from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
+from gateway.front.base import ClientRequest
 from gateway.scrub import Scrubber
 
 log = logging.getLogger("gateway.core.attempts")
@@ -41,25 +42,33 @@ class Plan:
     model: str
     request: UpstreamRequest
     output_cap: int | None   # the dialect's bound on billed output in `request`; None: it sets none
+    native: bool = False     # the client's own body, as its API has it (the dialect speaks that API)
 
 
-def plan(body: dict[str, Any], candidates: list[TargetEntry], thinking: bool,
-         stream: bool) -> dict[TargetEntry, Plan]:
+def plan(asked: ClientRequest, candidates: list[TargetEntry]) -> dict[TargetEntry, Plan]:
     """Each candidate's upstream request, after every dialect and `thinking` adjustment.
 
     Built before admission, so a reservation assumes exactly what a retry to any of
-    these targets would send (a thinking budget raising `max_tokens`, say).
+    these targets would send (a thinking budget raising `max_tokens`, say). A target
+    whose dialect speaks the client's API gets the client's own body (`native`).
     """
     plans = {}
     for target in candidates:
-        sent, model = upstream_body(body, target, thinking)
+        dialect = target.dialect
+        native = asked.native is not None and dialect.native_api == asked.api
+        sent, model = upstream_body(asked.native if native and asked.native is not None else asked.body,
+                                    target, asked.thinking)
         try:
-            req = target.dialect.build_request(sent, _view(target, model), stream)
+            if native:
+                req = cast(NativeDialect, dialect).build_native(sent, _view(target, model), asked.stream,
+                                                                asked.forward)
+            else:
+                req = dialect.build_request(sent, _view(target, model), asked.stream)
         except Exception as exc:  # validation missed a shape this dialect cannot take: still the client's request
             log.warning("dialect %s could not translate a request: %s", target.dialect.name, type(exc).__name__)
             raise InvalidRequest(f"The request cannot be translated for the provider of {target.model!r}: "
                                  "check the shapes of messages, tools and their parts.") from None
-        plans[target] = Plan(model, req, target.dialect.output_cap(req.body))
+        plans[target] = Plan(model, req, dialect.output_cap(req.body), native)
     return plans
 
 
@@ -87,7 +96,9 @@ def client_error(failure: AttemptFailed, started: bool = False) -> GatewayError:
     if started:
         return UpstreamFailed(f"The upstream stream failed: {failure.message}", foreign=True)
     status = f" (last upstream status {failure.status})" if failure.status else ""
-    return UpstreamFailed(f"All upstream attempts failed{status}: {failure.message}", foreign=True)
+    error = UpstreamFailed(f"All upstream attempts failed{status}: {failure.message}", foreign=True)
+    error.upstream_status = failure.status
+    return error
 
 
 def _next(order: list[TargetEntry], after: int, refused: set[str]) -> int | None:

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.appkeys import (
     CLOCK,
+    ENVELOPE,
     KEYS,
     LEDGER,
     LIMITER,
@@ -52,13 +53,15 @@ async def _handle(request: web.Request, front: Front) -> web.StreamResponse:
     app = request.app
     clock, metrics = app[CLOCK], app[METRICS]
     started = clock.monotonic()
+    request[ENVELOPE] = front.envelope
     try:
-        key = app[KEYS].authenticate(request.headers.get("Authorization"))
+        key = app[KEYS].authenticate(_credential(request))
     except GatewayError:
         metrics.unauthorized()
         raise
     table = app[TABLE].table
     ex = Exchange(request[REQUEST_ID], key, utc_iso(clock.now()), started)
+    ex.endpoint = front.endpoint
     metrics.in_flight.inc()
     try:
         return await _serve(request, ex, table, front)
@@ -94,7 +97,7 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front:
     if not ex.key.allows(entry.name):
         raise PermissionDenied(f"This key may not use the model {entry.name!r}.", param="model")
     ex.streaming(body.get("stream") is True)   # said before decoding, so a refused request's row says it too
-    asked: ClientRequest = front.decode(body, settings.unsupported_params == "drop")
+    asked: ClientRequest = front.decode(body, settings.unsupported_params == "drop", request.headers)
     if asked.dropped:
         ex.headers["x-gateway-dropped-params"] = ",".join(asked.dropped)
     candidates = entry.candidates(asked.thinking)
@@ -102,7 +105,7 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front:
         raise InvalidRequest(f"No target of {entry.name!r} supports thinking.", param="thinking",
                              code="thinking_not_supported")
     prompt = estimate_prompt(asked.body)
-    plans = plan(asked.body, candidates, asked.thinking, asked.stream)
+    plans = plan(asked, candidates)
     clock = app[CLOCK]
     ex.admitted(await app[LIMITER].admit(ex.key, clock.now(), prompt, worst_cost(plans, prompt)))
     order = app[ROUTER].order(entry.name, entry.route, candidates, clock.now())
@@ -115,6 +118,14 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front:
     ex.book(usage, estimated)
     ex.answered(clock.monotonic())
     return web.Response(body=answer, content_type="application/json", headers=ex.headers)
+
+
+def _credential(request: web.Request) -> str | None:
+    """`Authorization: Bearer` as everywhere, or `x-api-key` as Anthropic's SDKs send it."""
+    authorization = request.headers.get("Authorization")
+    if authorization is None and (api_key := request.headers.get("x-api-key")) is not None:
+        return "Bearer " + api_key
+    return authorization
 
 
 async def _complete(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],

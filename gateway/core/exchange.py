@@ -18,13 +18,14 @@ from gateway.scrub import Scrubber
 
 
 class Exchange:
-    __slots__ = ("request_id", "key", "admission", "headers", "started", "attempts", "target", "_row")
+    __slots__ = ("request_id", "key", "admission", "headers", "started", "attempts", "target", "endpoint", "_row")
 
     def __init__(self, request_id: str, key: KeyState, created_at: str, started: float):
         self.request_id = request_id
         self.key = key
         self.started = started            # the Clock's monotonic time when the request arrived
         self.attempts = 0
+        self.endpoint = "chat.completions"   # the ledger's `endpoint`: which client API was spoken
         self.target: TargetEntry | None = None
         self.admission: Ticket | None = None
         self.headers: dict[str, str] = {"x-request-id": request_id}
@@ -103,3 +104,4 @@ class Exchange:
         row["attempts"] = self.attempts
         row["latency_ms"] = round((now - self.started) * 1000, 3)
         return row
+        row["endpoint"] = self.endpoint

@@ -1,8 +1,8 @@
 """The one stream loop: attempts until a stream starts, then its translated bytes to the client.
 
 Before the first chunk reaches the client a failure is retried on the next
-target; after it, the stream ends with one `data: {"error": ...}` event and no
-`[DONE]`. `timeout` bounds every wait for the next chunk; long waits get keep-alive comments,
+target; after it, the stream ends with the client API's one error event (no
+`[DONE]`, no `message_stop`). `timeout` bounds every wait for the next chunk; long waits get keep-alive comments,
 from the start: while attempts still run, the 200 headers and comments (never a data event) may
 go out, and if every attempt then fails the stream is that one error event.
 """
@@ -17,12 +17,11 @@ from aiohttp import web
 from gateway.appkeys import CLOCK, OPTIONS, SCRUBBER, TABLE, UPSTREAM
 from gateway.core.attempts import Attempts, Plan, client_error
 from gateway.core.exchange import Exchange
-from gateway.core.sse import KEEPALIVE
 from gateway.core.table import RouteEntry, TargetEntry
 from gateway.core.translate import StreamTranslator
 from gateway.core.upstream import AttemptFailed, LocalBody, RemoteBody
 from gateway.dialects.base import UpstreamError
-from gateway.errors import GatewayError, error_event
+from gateway.errors import GatewayError
 from gateway.front.base import StreamEncoder
 
 _STREAM_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -42,10 +41,10 @@ class _Opening:
     come. A timer, not a task, so a stream whose first chunk comes in time pays almost nothing.
     """
 
-    __slots__ = ("_request", "_ex", "_every", "_loop", "_timer", "_beat", "_done", "response")
+    __slots__ = ("_request", "_ex", "_every", "_keepalive_bytes", "_loop", "_timer", "_beat", "_done", "response")
 
-    def __init__(self, request: web.Request, ex: Exchange, every: float):
-        self._request, self._ex, self._every = request, ex, every
+    def __init__(self, request: web.Request, ex: Exchange, every: float, keepalive: bytes):
+        self._request, self._ex, self._every, self._keepalive_bytes = request, ex, every, keepalive
         self._loop = asyncio.get_running_loop()
         self._beat: asyncio.Task[None] | None = None
         self._done = False
@@ -57,7 +56,7 @@ class _Opening:
 
     async def _keepalive(self) -> None:
         try:
-            await (await self._prepared()).write(KEEPALIVE)
+            await (await self._prepared()).write(self._keepalive_bytes)
         except ConnectionResetError:
             return   # the client left: the handler is cancelled, or its next write says so
         if not self._done:
@@ -155,7 +154,8 @@ async def _first(request: web.Request, ex: Exchange, entry: RouteEntry, order: l
         target, chosen = attempts.next()
         try:
             body = await upstream.transport(target).open_stream(target, chosen.request, timeout, limit=limit)
-            leg = _Leg(body, StreamTranslator(target.dialect.stream_decoder(), encoder()))
+            decoder = target.dialect.stream_decoder(chosen.native)
+            leg = _Leg(body, StreamTranslator(decoder, encoder()))
             try:
                 first, _ = await _next(leg, timeout)
             except BaseException:
@@ -174,7 +174,8 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
     app = request.app
     clock, scrubber = app[CLOCK], app[SCRUBBER]
     timeout, every = entry.route.timeout, app[OPTIONS].keepalive_interval
-    opening = _Opening(request, ex, every)
+    idle = encoder()   # frames keep-alives, and the error of a stream no attempt started
+    opening = _Opening(request, ex, every, idle.keepalive)
     try:
         leg, first = await _first(request, ex, entry, order, plans, encoder)
     except GatewayError as err:
@@ -182,7 +183,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
         if sent is None:
             raise    # nothing went out yet: an ordinary error answer
         ex.broke(err, scrubber)
-        await _write_quietly(sent, error_event(err, scrubber))
+        await _write_quietly(sent, idle.fail(err, scrubber))
         return sent
     except BaseException:
         opening.stop()
@@ -196,7 +197,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
     except AttemptFailed as exc:   # only _pump raises these: the response is open
         error = client_error(exc, started=True)
         ex.broke(error, scrubber)
-        await _write_quietly(response, error_event(error, scrubber))
+        await _write_quietly(response, leg.translator.encoder.fail(error, scrubber))
     except ConnectionResetError:
         ex.cancelled()
     except asyncio.CancelledError:
@@ -210,8 +211,10 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
 
 
 async def _pump(leg: _Leg, response: web.StreamResponse, timeout: float, every: float) -> None:
+    beat = leg.translator.encoder.keepalive
+
     async def keepalive() -> None:
-        await response.write(KEEPALIVE)
+        await response.write(beat)
 
     while not leg.translator.done:
         out, ended = await _next(leg, timeout, keepalive, every)

@@ -24,6 +24,7 @@ from gateway.dialects.base import (
 )
 
 name = "anthropic"
+native_api: str | None = "messages"   # a `/v1/messages` body passes through, the model name aside
 needs_base_url = True   # the routes.yaml provider must say where it is
 
 API_VERSION = "2023-06-01"
@@ -78,12 +79,34 @@ def build_request(body: dict[str, Any], target: TargetView, stream: bool) -> Ups
     if stream:
         out["stream"] = True
 
+    return UpstreamRequest(url=_url(target), headers=_headers(target, {}), body=out)
+
+
+FORWARDED = ("anthropic-version", "anthropic-beta")   # the client's own, on a pass-through
+
+
+def build_native(body: dict[str, Any], target: TargetView, stream: bool, headers: dict[str, str]) -> UpstreamRequest:
+    """A Messages body as the client sent it (cache_control, signatures, unknown fields), our model name."""
+    out = dict(body)
+    out["model"] = target.model
+    if stream:
+        out["stream"] = True
+    else:
+        out.pop("stream", None)
+    return UpstreamRequest(url=_url(target), headers=_headers(target, headers), body=out)
+
+
+def _url(target: TargetView) -> str:
+    return (target.base_url or "https://api.anthropic.com").rstrip("/") + "/v1/messages"
+
+
+def _headers(target: TargetView, client: dict[str, str]) -> dict[str, str]:
     headers = {"anthropic-version": API_VERSION, "content-type": "application/json"}
+    headers.update((k, v) for k, v in client.items() if k in FORWARDED)
     if target.api_key:
         headers["x-api-key"] = target.api_key
     headers.update(target.headers or {})
-    url = (target.base_url or "https://api.anthropic.com").rstrip("/") + "/v1/messages"
-    return UpstreamRequest(url=url, headers=headers, body=out)
+    return headers
 
 
 def _convert_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
@@ -254,6 +277,7 @@ def parse_response(data: dict[str, Any]) -> Completion:
         finish_reason=_finish_reason(data.get("stop_reason")),
         usage=_usage(usage) if isinstance(usage, dict) else None,
         signature=signature,
+        native=("messages", data),
     )
 
 
@@ -288,8 +312,9 @@ def error_message(data: Any) -> str | None:
 
 # ---------------------------------------------------------------- stream
 
-def stream_decoder() -> AnthropicStreamDecoder:
-    return AnthropicStreamDecoder()
+def stream_decoder(native: bool = False) -> AnthropicStreamDecoder:
+    """`native`: each event also reaches the front as itself (a Messages client: pass-through)."""
+    return AnthropicStreamDecoder(native)
 
 
 class AnthropicStreamDecoder:
@@ -300,7 +325,8 @@ class AnthropicStreamDecoder:
     own ordinal, and deltas for blocks we do not surface are ignored.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, native: bool = False) -> None:
+        self._native = native
         self._tool_index: dict[int, int] = {}   # Anthropic block index -> tool call ordinal
         self._usage: dict[str, Any] = {}
         self._finished = False
@@ -328,7 +354,11 @@ class AnthropicStreamDecoder:
             "message_stop": self._on_message_stop,
             "error": self._on_error,
         }.get(kind)     # ping, content_block_stop and unknown events carry nothing for us
-        return handler(data) if handler else []
+        deltas = handler(data) if handler else []
+        if self._native and isinstance(kind, str):
+            data["type"] = kind
+            deltas.insert(0, Delta(native=data))
+        return deltas
 
     def finish(self) -> list[Delta]:
         """Nothing is buffered; a stream that ended early is visible as `done` staying False."""

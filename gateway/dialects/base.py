@@ -37,6 +37,7 @@ class Delta:
     usage: Usage | None = None
     signature: str | None = None
     logprobs: dict[str, Any] | None = None
+    native: dict[str, Any] | None = None   # the upstream event itself, for a front of the same API (pass-through)
 
 
 @dataclass(slots=True)
@@ -51,6 +52,7 @@ class Completion:
     usage: Usage | None = None
     signature: str | None = None
     logprobs: dict[str, Any] | None = None
+    native: tuple[str, dict[str, Any]] | None = None   # (API, the upstream's answer) for a front of that API
 
 
 @dataclass(slots=True)
@@ -107,12 +109,20 @@ class Dialect(Protocol):
 
     name: str
     needs_base_url: bool     # the routes.yaml provider must say where it is
+    native_api: str | None   # the client API this dialect speaks as is (a front's name), or None
 
     def build_request(self, body: dict[str, Any], target: TargetView, stream: bool) -> UpstreamRequest: ...
     def output_cap(self, sent: dict[str, Any]) -> int | None: ...
     def parse_response(self, data: dict[str, Any]) -> Completion: ...
-    def stream_decoder(self) -> StreamDecoder: ...
+    def stream_decoder(self, native: bool = False) -> StreamDecoder: ...
     def error_message(self, data: Any) -> str | None: ...
+
+
+class NativeDialect(Dialect, Protocol):
+    """A dialect that takes one client API's body as is (`native_api`), the model name aside."""
+
+    def build_native(self, body: dict[str, Any], target: TargetView, stream: bool,
+                     headers: dict[str, str]) -> UpstreamRequest: ...
 
 
 class LocalDialect(Dialect, Protocol):

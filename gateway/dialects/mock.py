@@ -18,6 +18,7 @@ from gateway.tokens import count_words  # what a tokenizer would bill: no safety
 
 name = "mock"
 needs_base_url = False   # the routes.yaml provider must say where it is
+native_api: str | None = None   # no client API is sent to it as is: chat bodies are rebuilt
 transport = "local"   # answered in-process: the local transport calls `answer` / `stream_events`
 
 parse_response = _openai.parse_response

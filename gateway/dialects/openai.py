@@ -23,6 +23,7 @@ from gateway.dialects.base import (
 
 name = "openai"
 needs_base_url = True   # the routes.yaml provider must say where it is
+native_api: str | None = None   # no client API is sent to it as is: chat bodies are rebuilt
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning_signature")
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
@@ -200,7 +201,7 @@ class StreamDecoder:
         return []
 
 
-def stream_decoder() -> StreamDecoder:
+def stream_decoder(native: bool = False) -> StreamDecoder:
     return StreamDecoder()
 
 

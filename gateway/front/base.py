@@ -1,10 +1,13 @@
 """What every front hands the core: the neutral request, checked; and what a front module is."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.dialects.base import Completion, Delta, Usage
+from gateway.errors import GatewayError
+from gateway.scrub import Scrubber
 
 
 @dataclass(slots=True)
@@ -12,7 +15,8 @@ class ClientRequest:
     """A client's request in neutral form.
 
     `body` is chat-completions-shaped (messages, tools, max_tokens, thinking, ...):
-    the one request form every dialect builds from.
+    the one request form every dialect builds from. `native` is the client's own
+    body, for a target whose dialect speaks the client's API (`api`) as is.
     """
 
     body: dict[str, Any]
@@ -20,13 +24,19 @@ class ClientRequest:
     include_usage: bool = False
     thinking: bool = False
     dropped: list[str] = field(default_factory=list)   # parameters removed by `unsupported_params: drop`
+    api: str = "chat"
+    native: dict[str, Any] | None = None
+    forward: dict[str, str] = field(default_factory=dict)   # client headers a native target may read
 
 
 class StreamEncoder(Protocol):
     """A client API's side of a stream: neutral deltas to the bytes its clients read, and the usage to book."""
 
+    keepalive: bytes   # what goes out while the upstream is silent
+
     def push(self, delta: Delta) -> bytes: ...
     def finish(self) -> bytes: ...
+    def fail(self, error: GatewayError, scrubber: Scrubber) -> bytes: ...
     def final_usage(self) -> Usage: ...
     @property
     def usage_estimated(self) -> bool: ...
@@ -35,11 +45,13 @@ class StreamEncoder(Protocol):
 class Front(Protocol):
     """A front module exposes exactly these names."""
 
-    name: str
+    name: str          # also the `native_api` of a dialect that speaks it as is
     path: str
+    endpoint: str      # the ledger's `requests.endpoint`
+    envelope: str      # the error envelope its clients read (errors.ENVELOPES)
 
     def model_name(self, body: dict[str, Any]) -> str: ...
-    def decode(self, body: dict[str, Any], drop_unsupported: bool) -> ClientRequest: ...
+    def decode(self, body: dict[str, Any], drop_unsupported: bool, headers: Mapping[str, str]) -> ClientRequest: ...
     def answer(self, done: Completion, request_id: str, created: int, route: str,
                prompt: int) -> tuple[bytes, Usage, bool]: ...
     def stream_encoder(self, request_id: str, created: int, route: str, include_usage: bool,

@@ -5,6 +5,7 @@ answer is a `chat.completion` and the stream `chat.completion.chunk` events.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -16,6 +17,8 @@ from gateway.front.chat_encode import ChunkBuilder, completion_body
 
 name = "chat"
 path = "/v1/chat/completions"
+endpoint = "chat.completions"
+envelope = "openai"
 ID_PREFIX = "chatcmpl-"
 
 
@@ -24,7 +27,7 @@ def model_name(body: dict[str, Any]) -> str:
     return protocol.model_name(body)
 
 
-def decode(body: dict[str, Any], drop_unsupported: bool) -> ClientRequest:
+def decode(body: dict[str, Any], drop_unsupported: bool, headers: Mapping[str, str]) -> ClientRequest:
     """Every rule of the parameter table (400 naming the field), then the neutral request."""
     dropped = protocol.validate(body, drop_unsupported)
     stream = body.get("stream") is True

@@ -11,7 +11,9 @@ from typing import Any
 import orjson
 
 from gateway.dialects.base import Completion, Delta, Usage
+from gateway.errors import GatewayError, error_body
 from gateway.front.thinktags import ThinkSplitter, split_whole
+from gateway.scrub import Scrubber
 from gateway.tokens import count_text
 
 
@@ -27,6 +29,8 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
 
 class ChunkBuilder:
     """One per streamed answer: `push(delta)` and `finish()` return SSE bytes."""
+
+    keepalive = b": keep-alive\n\n"   # an SSE comment: every client skips it
 
     def __init__(self, completion_id: str, created: int, model: str, include_usage: bool,
                  prompt_estimate: int):
@@ -87,6 +91,10 @@ class ChunkBuilder:
             parts.append(self._head + b'"choices":[],"usage":' + usage + b"}\n\n")
         parts.append(b"data: [DONE]\n\n")
         return b"".join(parts)
+
+    def fail(self, error: GatewayError, scrubber: Scrubber) -> bytes:
+        """The one last event of a stream that failed after it started (no `[DONE]` follows)."""
+        return b"data: " + orjson.dumps(error_body(error, scrubber)[1]) + b"\n\n"
 
     @property
     def usage_estimated(self) -> bool:
