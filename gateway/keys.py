@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import unicodedata
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,13 +153,36 @@ def check_limits(limits: KeyLimits, caps: Any) -> None:
         if value < (0 if field == "max_budget" else 1):
             raise InvalidRequest(f"'{field}' must be positive.", param=field)
         if value > cap:
-            raise InvalidRequest(f"'{field}' of {value:g} is above the cap of {cap:g} set in settings.limits.",
-                                 param=field)
+            raise InvalidRequest(f"'{field}' of {plain(value)} is above the cap of {plain(cap)} set in "
+                                 f"settings.limits.", param=field)
     if limits.period is not None and limits.period not in PERIODS:
         raise InvalidRequest("'budget_period' must be never, daily or monthly.", param="budget_period")
     if limits.models is not None and (not isinstance(limits.models, list)
                                       or not all(isinstance(m, str) and m for m in limits.models)):
         raise InvalidRequest("'models' must be an array of model names.", param="models", code="invalid_type")
+
+
+def check_models(limits: KeyLimits, names: Mapping[str, str]) -> None:
+    """`models` must name routes of the loaded config (`names`: every route name and alias -> its route);
+    an alias is kept as its route's name, since that is what a request is checked against. Else a 400."""
+    models = limits.models
+    if models is None:
+        return
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+        raise InvalidRequest("'models' must be an array of model names.", param="models", code="invalid_type")
+    unknown = [m for m in models if m not in names]
+    if unknown:
+        known = ", ".join(sorted(set(names.values()))) or "none"
+        raise InvalidRequest(f"'models' names {unknown[0]!r}, which is no route or alias (routes: {known}).",
+                             param="models", code="invalid_value")
+    limits.models = list(dict.fromkeys(names[m] for m in models))
+
+
+def plain(value: float) -> str:
+    """A number as a person writes it: 1000000, 0.5, 2.75; never 1e+06."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def check_name(name: Any) -> str:

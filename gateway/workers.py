@@ -66,12 +66,14 @@ def _worker(run: Callable[[socket.socket], None], socks: list[socket.socket], in
         run(socks[index])
     except SystemExit:
         raise
-    except Exception as exc:  # one line, as the single-process server would say it
-        print(f"gateway: worker {index}: error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    except Exception as exc:  # one line, as the single-process server would say it (no class name)
+        message = getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc) or "failed"
+        print(f"gateway: worker {index}: error: {message}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 
 def serve(run: Callable[[socket.socket], None], host: str, port: int, count: int, banner: str) -> int:
+    """Serve with `count` workers; `banner` is printed once all sockets are bound ({origin}: their URL)."""
     socks = listen(host, port, count)
     bound = socks[0].getsockname()
     context = multiprocessing.get_context("fork")
@@ -81,7 +83,8 @@ def serve(run: Callable[[socket.socket], None], host: str, port: int, count: int
         proc.start()
     for sock in socks:
         sock.close()
-    print(banner.format(f"{bound[0]}:{bound[1]}"), flush=True)
+    host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    print(banner.replace("{origin}", f"http://{host}:{bound[1]}"), flush=True)
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -26,6 +26,7 @@ providers:
   demo: {dialect: mock}
 routes:
   demo:
+    aliases: [demo-alias]
     targets: [{provider: demo, model: chat, price: {input: 1.0, output: 1.0}}]
 """
 KEY_FIELDS = {"id", "name", "key_prefix", "rpm_limit", "tpm_limit", "max_budget", "budget_period", "models",
@@ -54,8 +55,8 @@ def cli(capsys, tmp_path):
 
 
 def test_create_list_show_as_json(cli):
-    code, out, _ = cli("keys", "create", "--name", "team", "--rpm", "9", "--period", "daily", "--models", "demo,x",
-                       "--json")
+    code, out, _ = cli("keys", "create", "--name", "team", "--rpm", "9", "--period", "daily", "--models",
+                       "demo,demo-alias", "--json")
     created = json.loads(out)
     assert code == 0 and set(created) == {"id", "key"} and created["key"].startswith("sk-")
     code, out, _ = cli("keys", "list", "--json")
@@ -65,7 +66,7 @@ def test_create_list_show_as_json(cli):
     assert set(key) == KEY_FIELDS
     assert (key["id"], key["name"], key["rpm_limit"], key["tpm_limit"], key["max_budget"]) == \
         (created["id"], "team", 9, 700, 7)                        # unset limits: settings.limits defaults
-    assert key["budget_period"] == "daily" and key["models"] == ["demo", "x"] and key["rpm_used"] == 0
+    assert key["budget_period"] == "daily" and key["models"] == ["demo"] and key["rpm_used"] == 0   # alias: its route
     assert created["key"].startswith(key["key_prefix"])
     code, out, _ = cli("keys", "show", created["id"], "--json")
     assert code == 0 and json.loads(out) == key

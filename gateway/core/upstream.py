@@ -121,6 +121,22 @@ async def _read_head(resp: aiohttp.ClientResponse, limit: int = ERROR_BODY_BYTES
     return bytes(body[:limit])
 
 
+def network_words(exc: BaseException) -> str:
+    """What went wrong on the wire, in words a client and an operator read (never a class name)."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "the TLS handshake with the provider failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, socket.gaierror):
+            return "the provider's host name does not resolve"
+        return "could not connect to the provider (refused or unreachable)"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the provider closed the connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the provider's answer broke off"
+    strerror = getattr(exc, "strerror", None)
+    return strerror.lower() if isinstance(strerror, str) and strerror else "a network error"
+
+
 class _translated:
     """Bounds an upstream wait by `timeout` and turns aiohttp's and the OS's errors into `AttemptFailed`."""
 
@@ -141,7 +157,7 @@ class _translated:
             raise AttemptFailed("timeout", f"upstream {self._what} within {self._timeout:g}s",
                                 retryable=True) from None
         if isinstance(exc, (aiohttp.ClientError, OSError)):
-            raise AttemptFailed("connect", f"upstream connection failed: {type(exc).__name__}",
+            raise AttemptFailed("connect", f"upstream connection failed: {network_words(exc)}",
                                 retryable=True) from None
         return False
 
@@ -161,7 +177,7 @@ class RemoteBody:
         try:
             data = await self._resp.content.readany()
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(f"upstream connection broke mid-stream: {type(exc).__name__}",
+            raise UpstreamError(f"upstream connection broke mid-stream: {network_words(exc)}",
                                 retryable=True) from None
         self._left -= len(data)
         if self._left < 0:
@@ -249,6 +265,10 @@ class Upstream:
     async def complete(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int) -> Completion:
         """A whole (non-streamed) answer of at most `limit` bytes, translated by the target's dialect."""
         return _parsed(target.dialect, await self._call(target.dialect, req, timeout, limit))
+
+    async def json(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int) -> Any:
+        """Any other JSON call to a provider (Anthropic's token count, say): its answer, unread."""
+        return await self._call(target.dialect, req, timeout, limit)
 
     async def _call(self, dialect: Dialect, req: UpstreamRequest, timeout: float, limit: int) -> Any:
         """The answer's JSON, whatever its shape: the dialect judges it."""

@@ -217,7 +217,8 @@ def too_big(prompt_tokens: int, tpm_limit: int) -> RateLimited:
 
 
 def over_budget(max_budget: float, period: str, worst_cost: float) -> BudgetExceeded:
-    return BudgetExceeded(f"This key's budget of ${max_budget:g} ({period}) is spent or would be "
+    budget = f"{max_budget:.2f}" if max_budget == round(max_budget, 2) else f"{max_budget:.6f}".rstrip("0")
+    return BudgetExceeded(f"This key's budget of ${budget} ({period}) is spent or would be "
                           f"exceeded by this request (worst case ${worst_cost:.6f}).",
                           headers={"x-should-retry": "false"})
 

@@ -9,7 +9,16 @@ from aiohttp import web
 
 from gateway.appkeys import CLOCK, KEYS, LEDGER, LIMITER, OPTIONS, ROUTER, STORE, TABLE
 from gateway.errors import AuthError, GatewayError, InvalidRequest
-from gateway.keys import KeyLimits, KeyState, bearer_token, create_key, credential_bytes, revoke_key, update_key
+from gateway.keys import (
+    KeyLimits,
+    KeyState,
+    bearer_token,
+    check_models,
+    create_key,
+    credential_bytes,
+    revoke_key,
+    update_key,
+)
 from gateway.store import KeyRow, is_date
 
 _FIELDS = {"name", "rpm", "tpm", "max_budget", "budget_period", "models"}
@@ -48,9 +57,12 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _limits(body: dict[str, Any]) -> KeyLimits:
-    return KeyLimits(rpm=body.get("rpm"), tpm=body.get("tpm"), budget=body.get("max_budget"),
-                     period=body.get("budget_period"), models=body.get("models"), models_given="models" in body)
+def _limits(app: web.Application, body: dict[str, Any]) -> KeyLimits:
+    """The body's limits; `models` must name routes (or aliases) of the loaded config."""
+    limits = KeyLimits(rpm=body.get("rpm"), tpm=body.get("tpm"), budget=body.get("max_budget"),
+                       period=body.get("budget_period"), models=body.get("models"), models_given="models" in body)
+    check_models(limits, app[TABLE].table.config.route_names())
+    return limits
 
 
 async def _report(app: web.Application, state: KeyState) -> dict[str, Any]:
@@ -76,7 +88,7 @@ async def create(request: web.Request) -> web.Response:
     _guard(request)
     body = await _body(request)
     app = request.app
-    row, secret = await create_key(app[STORE], body.get("name"), _limits(body), app[TABLE].table.settings.limits,
+    row, secret = await create_key(app[STORE], body.get("name"), _limits(app, body), app[TABLE].table.settings.limits,
                                    app[CLOCK].now())
     state = app[KEYS].put(row)
     return _json({**state.report(app[CLOCK].now()), "key": secret}, status=201)   # a new key has no usage
@@ -101,7 +113,7 @@ async def patch(request: web.Request) -> web.Response:
     app = request.app
     if "name" in body:
         raise InvalidRequest("A key's name cannot be changed.", param="name")
-    row = await update_key(app[STORE], state.row.id, _limits(body), app[TABLE].table.settings.limits,
+    row = await update_key(app[STORE], state.row.id, _limits(app, body), app[TABLE].table.settings.limits,
                            app[CLOCK].now())
     return _json(await _report(app, app[KEYS].put(_still_there(row))))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -50,8 +51,16 @@ class TextFormatter(_Scrubbing):
         line = f"{out['ts']} {out['level']:<7} {out['logger']}: {out['msg']}"
         fields = getattr(record, "fields", None)
         if fields:
-            line += " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+            line += " " + " ".join(f"{k}={_plain(v)}" for k, v in fields.items() if v is not None)
         return line
+
+
+def _plain(value: Any) -> Any:
+    """A float as written by hand (0.0000138, not 1.38e-05)."""
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        text = format(Decimal(repr(value)), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return value
 
 
 def setup(level: str = "info", fmt: str = "json") -> None:
@@ -75,5 +84,7 @@ def access(row: dict[str, Any], key_prefix: str) -> None:
     if not ACCESS.isEnabledFor(logging.INFO):
         return
     fields = {name: row.get(name) for name in _ACCESS_FIELDS}
+    if isinstance(fields["cost_usd"], float):
+        fields["cost_usd"] = round(fields["cost_usd"], 10)    # no float noise (0.000013799999999999998)
     fields["key_prefix"] = key_prefix
     ACCESS.info("request", extra={"fields": fields})

@@ -35,12 +35,14 @@ __all__ = ["KEY_COLUMNS", "LEDGER_COLUMNS", "DatabaseUnavailable", "KeyRow", "Le
            "new_secret", "open_store", "parse_utc_iso", "read_ledger_facts", "redact_url", "utc_iso"]
 
 
-async def open_store(url: str) -> Store:
+async def open_store(url: str, read_only: bool = False) -> Store:
     """Connect and apply pending migrations: `postgresql://...` or a SQLite file path.
 
-    Only the driver asked for is imported (asyncpg takes a while to import)."""
+    `read_only` (SQLite): open an existing file without writing to it, for the CLI's reports on a
+    file or folder the user may not write. Only the driver asked for is imported (asyncpg takes a
+    while to import)."""
     if is_postgres_url(url):
         from gateway.store.postgres import PostgresStore
         return await PostgresStore.open(url)
     from gateway.store.sqlite import SqliteStore
-    return await SqliteStore.open(url)
+    return await SqliteStore.open(url, read_only)

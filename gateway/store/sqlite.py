@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import orjson
 
@@ -38,7 +39,7 @@ from gateway.store.base import (
     ledger_values,
     spend_sql,
 )
-from gateway.store.migrate import apply_migrations
+from gateway.store.migrate import apply_migrations, migration_files
 
 # A whole batch travels as one JSON parameter of one statement (its own transaction: whole or not at
 # all): executemany would take the GIL once per row, and starve the event loop under load.
@@ -156,6 +157,31 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _connect_read_only(path: str) -> sqlite3.Connection:
+    """An existing database, read without writing: `mode=ro`, or, where SQLite cannot even make the
+    shared-memory index of a WAL file (a read-only folder), `immutable=1`, which reads what is
+    checkpointed into the file. Its schema must be current: migrations need a writer."""
+    errors = []
+    for mode in ("mode=ro", "immutable=1"):
+        conn = None
+        try:
+            conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?{mode}", uri=True, isolation_level=None)
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            errors.append(exc)
+            continue
+        pending = [name for name, _ in migration_files() if name not in done]
+        if pending:
+            conn.close()
+            raise DatabaseUnavailable("schema behind", f"database {path}: read-only here, and its schema is "
+                                      f"behind ({len(pending)} pending); run a gateway command that may write it")
+        return conn
+    raise DatabaseUnavailable(f"{type(errors[-1]).__name__}: {str(errors[-1])[:200]}",
+                              f"database {path}: {errors[-1]}")
+
+
 def _insert(conn: sqlite3.Connection, rows: list[dict[str, Any]], strict: bool = False) -> None:
     try:
         batch = orjson.dumps([ledger_values(r, strict) for r in rows]).decode()
@@ -190,12 +216,14 @@ class SqliteStore(Store):
         self._worker, self._conn = worker, conn
 
     @classmethod
-    async def open(cls, path: str) -> SqliteStore:
-        """Connect, set WAL, apply migrations (in the worker); on failure the worker thread ends too."""
-        _create_private(path)
+    async def open(cls, path: str, read_only: bool = False) -> SqliteStore:
+        """Connect, set WAL, apply migrations (in the worker); on failure the worker thread ends too.
+        `read_only`: an existing file, opened without writing (see _connect_read_only)."""
+        if not read_only:
+            _create_private(path)
         worker = _Worker(asyncio.get_running_loop())
         try:
-            conn = await worker.call(_connect, path)
+            conn = await worker.call(_connect_read_only if read_only else _connect, path)
         except BaseException:
             await worker.stop(None)
             raise
