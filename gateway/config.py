@@ -74,8 +74,26 @@ class Provider(_Strict):
 
 
 class Price(_Strict):
+    """USD per 1M tokens (SPEC section 11). Prompt tokens read from the provider's cache bill at
+    `cached_input`, tokens written to it at `cache_write`; either defaults to `input`."""
+
     input: float = Field(0.0, ge=0)
     output: float = Field(0.0, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+
+    def cost(self, prompt: int, completion: int, cached: int = 0, cache_write: int = 0) -> float:
+        """cost_usd: the uncached prompt at `input`, cache reads and writes at theirs, output at `output`."""
+        cached_in = self.input if self.cached_input is None else self.cached_input
+        write = self.input if self.cache_write is None else self.cache_write
+        fresh = max(prompt - cached - cache_write, 0)
+        return (fresh * self.input + cached * cached_in + cache_write * write + completion * self.output) / 1_000_000
+
+    def worst(self, prompt: int, completion: int) -> float:
+        """The most `prompt` and `completion` tokens can cost, whatever part of the prompt the cache reads or
+        writes (a cache write bills above `input` at Anthropic): what a budget reserves."""
+        per_prompt = max(self.input, self.cached_input or 0.0, self.cache_write or 0.0)
+        return (prompt * per_prompt + completion * self.output) / 1_000_000
 
 
 class Thinking(_Strict):

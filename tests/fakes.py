@@ -72,6 +72,7 @@ class FakeUpstream:
         self.peers: list[tuple] = []  # the gateway's address per request: a reused connection repeats it
         self.active = 0
         self.greedy = False           # default answers bill every output token the request allowed
+        self.cache: Cache | None = None   # default answers report these prompt-cache reads and writes
 
     def queue(self, *behaviours: Behaviour) -> None:
         self._queue.extend(behaviours)
@@ -85,6 +86,8 @@ class FakeUpstream:
     def _default(self, body: dict[str, Any], path: str) -> Behaviour:
         if self.default is not None:
             return self.default
+        if self.cache is not None:
+            return cached_answer(body, path.endswith("/messages"), self.cache)
         if self.greedy:
             return greedy_answer(body, path.endswith("/messages"))
         if path.endswith("/messages"):
@@ -183,3 +186,61 @@ def greedy_answer(body: dict[str, Any], anthropic: bool) -> Behaviour:
                                     "finish_reason": "length"}]},
               {**head, "choices": [], "usage": usage}]
     return Behaviour(sse=b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n")
+
+
+@dataclass
+class Cache:
+    """Prompt-cache usage an upstream reports: `fresh` prompt tokens read from no cache, `read` from it,
+    `write` written to it, and `output` tokens. Anthropic says each; OpenAI says `prompt_tokens` (all three)
+    and `cached_tokens` (the reads) and has no cache writes. Any value may be hostile (a negative, a float,
+    a string): it is sent as given."""
+
+    fresh: Any = 0
+    read: Any = 0
+    write: Any = 0
+    output: Any = 5
+    anthropic_delta_repeats: bool = True   # message_delta repeats the input counts (as Anthropic does today)
+    openai_prompt: Any = None              # OpenAI's prompt_tokens when it lies (below its cached_tokens, say)
+
+    def openai_usage(self) -> dict[str, Any]:
+        parts = [v for v in (self.fresh, self.read, self.write) if isinstance(v, int)]
+        prompt = sum(parts) if self.openai_prompt is None else self.openai_prompt
+        return {"prompt_tokens": prompt, "completion_tokens": self.output,
+                "total_tokens": sum(parts) + (self.output if isinstance(self.output, int) else 0),
+                "prompt_tokens_details": {"cached_tokens": self.read}}
+
+    def anthropic_input(self) -> dict[str, Any]:
+        return {"input_tokens": self.fresh, "cache_read_input_tokens": self.read,
+                "cache_creation_input_tokens": self.write}
+
+
+def cached_answer(body: dict[str, Any], anthropic: bool, cache: Cache) -> Behaviour:
+    """An answer whose usage reports prompt-cache reads and writes, streamed or not, in either dialect."""
+    model = body.get("model", "")
+    if not anthropic:
+        if not body.get("stream"):
+            return Behaviour(json={**openai_text(model=model, usage=False), "usage": cache.openai_usage()})
+        head = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": model}
+        events = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"},
+                                        "finish_reason": "stop"}]},
+                  {**head, "choices": [], "usage": cache.openai_usage()}]
+        return Behaviour(sse=b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+                         + b"data: [DONE]\n\n")
+    if not body.get("stream"):
+        return Behaviour(json={"id": "msg_c", "type": "message", "role": "assistant", "model": model,
+                               "content": [{"type": "text", "text": "Hi"}], "stop_reason": "end_turn",
+                               "usage": {**cache.anthropic_input(), "output_tokens": cache.output}})
+    start = {"type": "message_start", "message": {"id": "msg_c", "type": "message", "role": "assistant",
+                                                  "content": [], "model": model, "stop_reason": None,
+                                                  "usage": {**cache.anthropic_input(), "output_tokens": 1}}}
+    final = {**cache.anthropic_input(), "output_tokens": cache.output} if cache.anthropic_delta_repeats \
+        else {"output_tokens": cache.output}
+    events = [("message_start", start),
+              ("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {"type": "text", "text": ""}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": "Hi"}}),
+              ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+              ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": final}),
+              ("message_stop", {"type": "message_stop"})]
+    return Behaviour(sse=b"".join(f"event: {n}\ndata: {json.dumps(d)}\n\n".encode() for n, d in events))

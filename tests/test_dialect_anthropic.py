@@ -100,11 +100,11 @@ EXPECTED = {
     "text-ping": dict(
         content="Hello! I'm doing well, thank you for asking. How are you doing today? "
                 "Is there anything I can help you with?",
-        reasoning="", calls={}, finish="stop", usage=Usage(12, 30, None, 0)),
+        reasoning="", calls={}, finish="stop", usage=Usage(12, 30, None, 0, 0)),
     "thinking-signature": dict(
         content="925 ÷ 5 = 185",
         reasoning="The previous result was 925. Now I need to divide that by 5.\n\n925 ÷ 5 = 185",
-        calls={}, finish="stop", usage=Usage(69, 53, None, 0)),
+        calls={}, finish="stop", usage=Usage(69, 53, None, 0, 0)),
     "docs-thinking": dict(
         content="The greatest common divisor of 1071 and 462 is **21**.",
         reasoning="I need to find the GCD of 1071 and 462 using the Euclidean algorithm.\n\n"
@@ -115,11 +115,11 @@ EXPECTED = {
         content="I'll invoke the JSON response tool.", reasoning="",
         calls={0: ("toolu_01KFbKqPYSuAKujiL6mTfzYA", "json", {"elements": [
             {"location": "San Francisco", "temperature": 58, "condition": "sunny"}]})},
-        finish="tool_calls", usage=Usage(849, 47, None, 0)),
+        finish="tool_calls", usage=Usage(849, 47, None, 0, 0)),
     "tool-use-input-json-delta": dict(
         content="I'll check the current weather in Paris for you.", reasoning="",
         calls={0: ("toolu_01NRLabsLyVHZPKxbKvkfSMn", "get_weather", {"location": "Paris"})},
-        finish="tool_calls", usage=Usage(377, 65, None, 0)),
+        finish="tool_calls", usage=Usage(377, 65, None, 0, 0)),
     "docs-tool-use": dict(
         content="Okay, let's check the weather for San Francisco, CA:", reasoning="",
         calls={0: ("toolu_01T1x1fJ34qAmk2tNTrN7Up6", "get_weather", {"location": "San Francisco, CA"})},
@@ -204,7 +204,7 @@ def test_event_type_falls_back_to_the_json_type():
                         block_delta(0, {"type": "text_delta", "text": "hi"}),
                         message_delta("end_turn", output_tokens=3), STOP, named=False))
     assert joined(deltas, "content") == "hi"
-    assert deltas[-1].usage == Usage(115, 3, None, 100)
+    assert deltas[-1].usage == Usage(115, 3, None, 100, 5)
 
 
 def test_tool_index_counts_tool_blocks_only():
@@ -240,7 +240,7 @@ def test_message_delta_usage_overrides_start_and_is_cumulative():
     deltas = run(events(START, message_delta(None, output_tokens=4),
                         message_delta("end_turn", input_tokens=20, output_tokens=7), STOP))
     assert [d.finish_reason for d in deltas if d.finish_reason] == ["stop"]
-    assert deltas[-1].usage == Usage(prompt_tokens=125, completion_tokens=7, cached_tokens=100)
+    assert deltas[-1].usage == Usage(prompt_tokens=125, completion_tokens=7, cached_tokens=100, cache_write_tokens=5)
 
 
 def test_missing_message_delta_still_gives_one_finish_reason():
@@ -503,7 +503,8 @@ def test_parse_tool_use_response():
     assert call["id"] == "toolu_01GatewayTestCall" and call["type"] == "function"
     assert call["function"]["name"] == "get_weather"
     assert json.loads(call["function"]["arguments"]) == {"city": "London", "units": "celsius"}
-    assert c.usage == Usage(prompt_tokens=300, completion_tokens=87, reasoning_tokens=None, cached_tokens=120)
+    assert c.usage == Usage(prompt_tokens=300, completion_tokens=87, reasoning_tokens=None, cached_tokens=120,
+                            cache_write_tokens=30)
 
 
 def test_parse_thinking_response():

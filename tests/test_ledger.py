@@ -124,12 +124,13 @@ async def test_views_sum_to_the_ledger_and_spend_reports_show_them(start_gateway
     a, b = await fill_two_days(gw, clock)
     db = gw.db_path
     whole = query(db, "SELECT COUNT(*) AS requests, SUM(prompt_tokens) AS prompt_tokens, "
-                      "SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd FROM requests")[0]
+                      "SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens, "
+                      "SUM(cost_usd) AS cost_usd FROM requests")[0]
     assert whole["requests"] == 10 and whole["cost_usd"] > 0
     groups = {"key": "key_id", "model": "route", "day": "substr(created_at, 1, 10)"}
     for by, column in groups.items():
         view = query(db, f"SELECT * FROM spend_by_{by}")
-        for field in ("requests", "prompt_tokens", "completion_tokens"):
+        for field in ("requests", "prompt_tokens", "completion_tokens", "cached_tokens"):
             assert sum(r[field] for r in view) == whole[field], (by, field)
         assert sum(r["cost_usd"] for r in view) == pytest.approx(whole["cost_usd"], rel=1e-12)
         direct = query(db, f"SELECT {column} AS g, COUNT(*) AS requests, SUM(cost_usd) AS cost_usd "
@@ -154,7 +155,7 @@ async def test_views_sum_to_the_ledger_and_spend_reports_show_them(start_gateway
         assert sum(r["requests"] for r in (await resp.json())["data"]) == 4
     table = await asyncio.to_thread(run_cli, capsys, "spend", "--by", "key", "--db", str(db))
     assert table.splitlines()[0].split() == ["key_id", "name", "requests", "prompt_tokens", "completion_tokens",
-                                             "cost_usd"]
+                                             "cached_tokens", "cost_usd"]
     assert a["id"] in table and b["id"] in table
 
 

@@ -97,7 +97,9 @@ async def test_tables_views_and_columns_are_the_same_on_both(tmp_path, pg_databa
                                                "WHERE table_name = ? ORDER BY ordinal_position", (t,))]
                for t in names}
     assert sqlite_cols == pg_cols
-    assert sqlite_cols["spend_by_day"] == ["day", "requests", "prompt_tokens", "completion_tokens", "cost_usd"]
+    assert sqlite_cols["spend_by_day"] == ["day", "requests", "prompt_tokens", "completion_tokens", "cached_tokens",
+                                           "cache_write_tokens", "cost_usd"]
+    assert sqlite_cols["requests"][-3:] == ["endpoint", "cached_tokens", "cache_write_tokens"]
 
 
 async def test_reopening_applies_each_migration_once(store_url, store):
@@ -140,9 +142,9 @@ async def test_ledger_batches_and_spend_views(store, store_url):
     by_key = await store.spend("key")
     assert by_key == [                                      # cost first, then requests
         {"key_id": "key_aaaaaa", "name": "alpha", "requests": 4, "prompt_tokens": 13, "completion_tokens": 80,
-         "cost_usd": 2.0},
+         "cached_tokens": 0, "cache_write_tokens": 0, "cost_usd": 2.0},
         {"key_id": "key_bbbbbb", "name": "beta", "requests": 2, "prompt_tokens": 10, "completion_tokens": 20,
-         "cost_usd": 2.0}]
+         "cached_tokens": 0, "cache_write_tokens": 0, "cost_usd": 2.0}]
     assert [(r["model"], r["requests"], r["cost_usd"]) for r in await store.spend("model")] == \
         [("demo", 5, 2.0), ("gpt", 1, 2.0)]
     assert [(r["day"], r["requests"]) for r in await store.spend("day")] == [("2024-05-09", 2), ("2024-05-10", 4)]

@@ -74,7 +74,7 @@ def plan(asked: ClientRequest, candidates: list[TargetEntry]) -> dict[TargetEntr
 
 def worst_cost(plans: dict[TargetEntry, Plan], prompt: int) -> float:
     """The most the request can cost on any target a retry may reach: its prompt and its output bound."""
-    return max(target.cost(prompt, p.output_cap or 0) for target, p in plans.items())
+    return max(target.worst(prompt, p.output_cap or 0) for target, p in plans.items())
 
 
 def client_error(failure: AttemptFailed, started: bool = False) -> GatewayError:

@@ -95,13 +95,15 @@ class Exchange:
         row["prompt_tokens"], row["completion_tokens"] = prompt, completion
         row["reasoning_tokens"] = usage.reasoning_tokens
         row["total_tokens"] = prompt + completion
-        row["cost_usd"] = self.target.cost(prompt, completion) if self.target else 0.0
+        cached, written = usage.cached_tokens or 0, usage.cache_write_tokens or 0
+        row["cached_tokens"], row["cache_write_tokens"] = cached, written
+        row["cost_usd"] = self.target.cost(prompt, completion, cached, written) if self.target else 0.0
         row["usage_source"] = "estimated" if estimated else "upstream"
 
     def finished(self, now: float) -> dict[str, Any]:
         """The ledger row, once the request is over (`now`: the Clock's monotonic time)."""
         row = self._row
         row["attempts"] = self.attempts
+        row["endpoint"] = self.endpoint
         row["latency_ms"] = round((now - self.started) * 1000, 3)
         return row
-        row["endpoint"] = self.endpoint

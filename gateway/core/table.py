@@ -23,8 +23,12 @@ class TargetEntry:
     view: TargetView
     delay: float                 # the mock's artificial per-chunk latency, seconds
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.price.input + completion_tokens * self.price.output) / 1_000_000
+    def cost(self, prompt: int, completion: int, cached: int = 0, cache_write: int = 0) -> float:
+        return self.price.cost(prompt, completion, cached, cache_write)
+
+    def worst(self, prompt: int, completion: int) -> float:
+        """The most this target can bill for `prompt` tokens in and `completion` out (budget reservations)."""
+        return self.price.worst(prompt, completion)
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,6 +20,7 @@ from gateway.dialects.base import (
     UpstreamError,
     UpstreamRequest,
     Usage,
+    checked_usage,
     largest_count,
 )
 
@@ -286,12 +287,11 @@ def _finish_reason(stop_reason: Any) -> str:
 
 
 def _usage(u: dict[str, Any]) -> Usage:
-    """All input kinds (fresh, cache writes, cache reads) are billed prompt."""
-    prompt = sum(_int(u.get(k)) for k in ("input_tokens", "cache_creation_input_tokens",
-                                          "cache_read_input_tokens"))
-    cached = u.get("cache_read_input_tokens")
-    return Usage(prompt_tokens=prompt, completion_tokens=_int(u.get("output_tokens")),
-                 cached_tokens=None if cached is None else _int(cached))
+    """Every input kind bills as prompt (SPEC 11): cache reads are `cached_tokens`, writes `cache_write_tokens`."""
+    read, write = u.get("cache_read_input_tokens"), u.get("cache_creation_input_tokens")
+    prompt = _int(u.get("input_tokens")) + _int(read) + _int(write)
+    return checked_usage(prompt, u.get("output_tokens"), None, None if read is None else _int(read),
+                         None if write is None else _int(write))
 
 
 def _dumps(value: Any) -> str:
@@ -402,7 +402,7 @@ class AnthropicStreamDecoder:
 
     def _on_message_delta(self, data: dict[str, Any]) -> list[Delta]:
         """Usage here is cumulative, so it replaces what message_start said."""
-        self._usage.update(_obj(data.get("usage")))
+        self._usage.update({k: v for k, v in _obj(data.get("usage")).items() if v is not None})
         stop_reason = _obj(data.get("delta")).get("stop_reason")
         if stop_reason and not self._finished:
             self._finished = True

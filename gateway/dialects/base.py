@@ -11,13 +11,42 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+MAX_TOKENS = 2 ** 31 - 1   # the ledger's INTEGER: a count above it from an upstream is garbage, not usage
+
 
 @dataclass(slots=True)
 class Usage:
+    """Tokens as billed. `prompt_tokens` counts every prompt token, cached or not (SPEC section 11):
+    `cached_tokens` of them were read from the provider's cache, `cache_write_tokens` written to it."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int | None = None
     cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+
+def count(value: Any) -> int | None:
+    """A token count copied from an upstream: a whole number in [0, MAX_TOKENS], else None (not known)."""
+    if value.__class__ is int:
+        return value if 0 <= value <= MAX_TOKENS else None
+    if isinstance(value, float) and value.is_integer() and 0 <= value <= MAX_TOKENS:
+        return int(value)
+    return None
+
+
+def checked_usage(prompt: Any, completion: Any, reasoning: Any = None, cached: Any = None,
+                  cache_write: Any = None) -> Usage:
+    """Usage from an upstream's numbers, made consistent before it reaches a budget or the ledger: every
+    count a whole number in [0, MAX_TOKENS] (else 0, or None for the optional ones), cache reads and writes
+    together at most the prompt, reasoning at most the completion."""
+    p, c = count(prompt) or 0, count(completion) or 0
+    r, hit, put = count(reasoning), count(cached), count(cache_write)
+    if hit is not None:
+        hit = min(hit, p)
+    if put is not None:
+        put = min(put, p - (hit or 0))
+    return Usage(p, c, None if r is None else min(r, c), hit, put)
 
 
 @dataclass(slots=True)

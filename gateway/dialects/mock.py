@@ -4,7 +4,8 @@ It speaks the OpenAI wire format (so its answers take the same decoding path as
 a real upstream) but answers in-process. The target's model picks the act:
 `echo` repeats the last user message; any other model answers with a fixed
 sentence. A model whose name contains `reason`, or a request with thinking
-enabled, reasons first. `tool_choice: required` or a named tool yields a call.
+enabled, reasons first; one whose name contains `cached` reports half its
+prompt as read from a cache. `tool_choice: required` or a named tool yields a call.
 """
 from __future__ import annotations
 
@@ -104,6 +105,8 @@ def _plan(body: dict[str, Any]) -> dict[str, Any]:
     completion = count_words("".join(words)) + reasoning_tokens + (2 if tool else 0)
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
              "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
+    if "cached" in model:   # on cue: half the prompt read from a cache, as OpenAI reports it
+        usage["prompt_tokens_details"] = {"cached_tokens": prompt // 2}
     return {"model": model, "reasoning": reasoning, "words": words, "tool": tool, "finish": finish, "usage": usage}
 
 

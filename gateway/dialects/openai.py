@@ -18,6 +18,7 @@ from gateway.dialects.base import (
     UpstreamError,
     UpstreamRequest,
     Usage,
+    checked_usage,
     largest_count,
 )
 
@@ -53,23 +54,18 @@ def build_request(body: dict[str, Any], target: TargetView, stream: bool) -> Ups
     return UpstreamRequest(f"{(target.base_url or '').rstrip('/')}/chat/completions", headers, payload)
 
 
-MAX_TOKENS_COUNT = 2 ** 40   # beyond any real answer: a larger count is garbage, not usage
-
-
-def _count(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < MAX_TOKENS_COUNT:
-        return None
-    return int(value)
-
-
 def parse_usage(raw: Any) -> Usage | None:
+    """`prompt_tokens` counts cached ones too; `prompt_tokens_details.cached_tokens` says how many (DeepSeek
+    also says `prompt_cache_hit_tokens`). Checked by `checked_usage` before any budget or ledger sees it."""
     if not isinstance(raw, dict):
         return None
     details = raw.get("completion_tokens_details")
     prompt_details = raw.get("prompt_tokens_details")
-    return Usage(_count(raw.get("prompt_tokens")) or 0, _count(raw.get("completion_tokens")) or 0,
-                 _count(details.get("reasoning_tokens")) if isinstance(details, dict) else None,
-                 _count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None)
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None
+    if cached is None:
+        cached = raw.get("prompt_cache_hit_tokens")
+    return checked_usage(raw.get("prompt_tokens"), raw.get("completion_tokens"),
+                         details.get("reasoning_tokens") if isinstance(details, dict) else None, cached)
 
 
 def _finish(reason: Any) -> str | None:

@@ -20,7 +20,8 @@ from gateway.errors import ServiceUnavailable
 
 LEDGER_COLUMNS = ("request_id", "key_id", "created_at", "route", "provider", "upstream_model", "stream", "status",
                   "http_status", "error_code", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-                  "total_tokens", "cost_usd", "latency_ms", "ttft_ms", "attempts", "usage_source")
+                  "total_tokens", "cost_usd", "latency_ms", "ttft_ms", "attempts", "usage_source", "endpoint",
+                  "cached_tokens", "cache_write_tokens")
 KEY_COLUMNS = ("id", "name", "key_prefix", "key_hash", "rpm_limit", "tpm_limit", "max_budget", "budget_period",
                "models", "created_at", "revoked_at", "updated_at")
 KEY_UPDATABLE = frozenset({"name", "rpm_limit", "tpm_limit", "max_budget", "budget_period", "models", "revoked_at"})
@@ -39,9 +40,10 @@ _CODE = re.compile(r"[a-z0-9_.\-]{1,64}")
 _NOT_CODE = re.compile(r"[^a-z0-9_.\-]+")
 _FLOAT_COLUMNS = frozenset({"cost_usd", "latency_ms", "ttft_ms"})
 _TEXT_COLUMNS = frozenset({"request_id", "key_id", "created_at", "route", "provider", "upstream_model", "status",
-                           "error_code", "usage_source"})
+                           "error_code", "usage_source", "endpoint"})
 _NOT_NULL: dict[str, Any] = {"stream": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-                             "attempts": 0, "cost_usd": 0.0}
+                             "attempts": 0, "cost_usd": 0.0, "endpoint": "chat.completions", "cached_tokens": 0,
+                             "cache_write_tokens": 0}
 _CHOICES = {"status": ("ok", "error", "cancelled", "rejected"), "usage_source": ("upstream", "estimated")}
 _KINDS = tuple((c, str if c in _TEXT_COLUMNS else float if c in _FLOAT_COLUMNS else int) for c in LEDGER_COLUMNS)
 
@@ -156,7 +158,8 @@ def spend_sql(by: str, since: str | None, placeholder: str) -> str:
     else:
         columns, group, join = _SPEND_GROUPS[by]
         sql = (f"SELECT {columns}, COUNT(*) AS requests, SUM(r.prompt_tokens) AS prompt_tokens, "
-               f"SUM(r.completion_tokens) AS completion_tokens, SUM(r.cost_usd) AS cost_usd "
+               f"SUM(r.completion_tokens) AS completion_tokens, SUM(r.cached_tokens) AS cached_tokens, "
+               f"SUM(r.cache_write_tokens) AS cache_write_tokens, SUM(r.cost_usd) AS cost_usd "
                f"FROM requests r {join} WHERE r.created_at >= {placeholder} GROUP BY {group}")
     first = {"key": "key_id", "model": "model", "day": "day"}[by]
     return sql + (" ORDER BY day" if by == "day" else f" ORDER BY cost_usd DESC, requests DESC, {first}")
