@@ -116,7 +116,7 @@ class Thinking(_Strict):
 class Target(_Strict):
     provider: str
     model: str
-    price: Price = Price()
+    price: Price | None = None     # None: the packaged price table's, if it knows the model (gateway/prices.py)
     weight: float = Field(1.0, gt=0)
     thinking: Thinking | None = None
 

@@ -15,6 +15,7 @@ from gateway.cli import envfile
 from gateway.cli.args import build_parser
 from gateway.cli.common import Fail, plural
 from gateway.config import ConfigError, load_config
+from gateway.prices import price_report
 from gateway.store import DatabaseUnavailable
 
 __all__ = ["build_parser", "main"]
@@ -28,6 +29,8 @@ def cmd_check(config_path: str) -> int:
             print(problem)
         return 1
     print(f"ok: {plural(len(config.providers), 'provider')}, {plural(len(config.routes), 'route')}")
+    for line in price_report(config):
+        print(line)
     return 0
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from gateway import dialects
 from gateway.config import Config, Price, Route, Target
 from gateway.dialects.base import Dialect, TargetView
+from gateway.prices import target_price
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,6 +23,8 @@ class TargetEntry:
     dialect: Dialect
     view: TargetView
     delay: float                 # the mock's artificial per-chunk latency, seconds
+
+    priced_by: str               # "config" (its own `price`), "table" (gateway/prices.json) or "none"
 
     def cost(self, prompt: int, completion: int, cached: int = 0, cache_write: int = 0) -> float:
         return self.price.cost(prompt, completion, cached, cache_write)
@@ -54,8 +57,10 @@ class RoutingTable:
                 view = TargetView(model=target.model, base_url=provider.base_url, api_key=provider.api_key,
                                   headers=dict(provider.headers),
                                   thinking="native" if thinking is not None and thinking.native else None)
-                entries.append(TargetEntry(target.provider, target.model, target.weight, target.price, target,
-                                           dialects.get(provider.dialect), view, provider.chunk_delay_ms / 1000))
+                price, priced_by = target_price(target)
+                entries.append(TargetEntry(target.provider, target.model, target.weight, price, target,
+                                           dialects.get(provider.dialect), view, provider.chunk_delay_ms / 1000,
+                                           priced_by))
             self.routes[name] = RouteEntry(name, route, entries)
         self.names = {alias: self.routes[canonical] for alias, canonical in config.route_names().items()}
 
