@@ -22,6 +22,7 @@ from gateway.appkeys import (
 )
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.core import count
 from gateway.core.endpoint import endpoint
 from gateway.core.router import Router
 from gateway.core.table import RoutingTable
@@ -83,6 +84,7 @@ def create_app(config: Config, options: ServerOptions, clock: Clock | None = Non
     app.cleanup_ctx.extend([_store_ctx, _limiter_ctx, _upstream_ctx, watchers_ctx])
     for front in FRONTS.values():
         app.router.add_post(front.path, endpoint(front))
+    app.router.add_post(count.PATH, count.count_tokens)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)

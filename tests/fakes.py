@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 FIXTURES = Path(__file__).parent / "fixtures"
+COUNTED = 4242   # what the fake Anthropic's count_tokens says, whatever the body
 
 
 @dataclass
@@ -81,9 +82,12 @@ class FakeUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
         app.router.add_post("/v1/messages", self._handle)
+        app.router.add_post("/v1/messages/count_tokens", self._handle)
         return app
 
     def _default(self, body: dict[str, Any], path: str) -> Behaviour:
+        if path.endswith("/count_tokens"):
+            return Behaviour(json={"input_tokens": COUNTED})
         if self.default is not None:
             return self.default
         if self.cache is not None:

@@ -35,7 +35,7 @@ from gateway.core.upstream import AttemptFailed
 from gateway.dialects.base import Completion
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from gateway.front.base import ClientRequest, Front
-from gateway.front.body import read_body
+from gateway.front.body import credential, read_body
 from gateway.ops import logs
 from gateway.store import utc_iso
 from gateway.tokens import estimate_prompt
@@ -55,7 +55,7 @@ async def _handle(request: web.Request, front: Front) -> web.StreamResponse:
     started = clock.monotonic()
     request[ENVELOPE] = front.envelope
     try:
-        key = app[KEYS].authenticate(_credential(request))
+        key = app[KEYS].authenticate(credential(request))
     except GatewayError:
         metrics.unauthorized()
         raise
@@ -104,7 +104,7 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front:
     if not candidates:
         raise InvalidRequest(f"No target of {entry.name!r} supports thinking.", param="thinking",
                              code="thinking_not_supported")
-    prompt = estimate_prompt(asked.body)
+    prompt = estimate_prompt(asked.body) + asked.unseen
     plans = plan(asked, candidates)
     clock = app[CLOCK]
     ex.admitted(await app[LIMITER].admit(ex.key, clock.now(), prompt, worst_cost(plans, prompt)))
@@ -118,14 +118,6 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front:
     ex.book(usage, estimated)
     ex.answered(clock.monotonic())
     return web.Response(body=answer, content_type="application/json", headers=ex.headers)
-
-
-def _credential(request: web.Request) -> str | None:
-    """`Authorization: Bearer` as everywhere, or `x-api-key` as Anthropic's SDKs send it."""
-    authorization = request.headers.get("Authorization")
-    if authorization is None and (api_key := request.headers.get("x-api-key")) is not None:
-        return "Bearer " + api_key
-    return authorization
 
 
 async def _complete(request: web.Request, ex: Exchange, entry: RouteEntry, order: list[TargetEntry],

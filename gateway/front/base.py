@@ -27,6 +27,7 @@ class ClientRequest:
     api: str = "chat"
     native: dict[str, Any] | None = None
     forward: dict[str, str] = field(default_factory=dict)   # client headers a native target may read
+    unseen: int = 0   # estimated prompt tokens that only `native` carries (a document, say): reservations count them
 
 
 class StreamEncoder(Protocol):

@@ -48,3 +48,11 @@ async def _read(content: StreamReader, limit: int, timeout: float) -> bytearray:
             raise GatewayError(f"The request body did not arrive within {timeout:g}s.", status=408,
                                code="request_timeout") from None
     return data
+
+
+def credential(request: web.Request) -> str | None:
+    """`Authorization: Bearer` as everywhere, or `x-api-key` as Anthropic's SDKs send it."""
+    authorization = request.headers.get("Authorization")
+    if authorization is None and (api_key := request.headers.get("x-api-key")) is not None:
+        return "Bearer " + api_key
+    return authorization
