@@ -123,18 +123,21 @@ async def test_views_sum_to_the_ledger_and_spend_reports_show_them(start_gateway
     gw = await start_gateway(ROUTES, clock=clock)
     a, b = await fill_two_days(gw, clock)
     db = gw.db_path
+    admitted = "status != 'rejected'"     # the views count admitted requests; refusals and errors beside them
     whole = query(db, "SELECT COUNT(*) AS requests, SUM(prompt_tokens) AS prompt_tokens, "
                       "SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens, "
-                      "SUM(cost_usd) AS cost_usd FROM requests")[0]
-    assert whole["requests"] == 10 and whole["cost_usd"] > 0
+                      f"SUM(cost_usd) AS cost_usd FROM requests WHERE {admitted}")[0]
+    assert whole["requests"] == 7 and whole["cost_usd"] > 0
+    assert query(db, "SELECT COUNT(*) AS n FROM requests")[0]["n"] == 10     # and 3 rejected rows
     groups = {"key": "key_id", "model": "route", "day": "substr(created_at, 1, 10)"}
     for by, column in groups.items():
         view = query(db, f"SELECT * FROM spend_by_{by}")
         for field in ("requests", "prompt_tokens", "completion_tokens", "cached_tokens"):
             assert sum(r[field] for r in view) == whole[field], (by, field)
+        assert sum(r["refused"] for r in view) == 1 and sum(r["errors"] for r in view) == 0   # rpm 2; not the typos
         assert sum(r["cost_usd"] for r in view) == pytest.approx(whole["cost_usd"], rel=1e-12)
         direct = query(db, f"SELECT {column} AS g, COUNT(*) AS requests, SUM(cost_usd) AS cost_usd "
-                           f"FROM requests GROUP BY {column}")
+                           f"FROM requests WHERE {admitted} GROUP BY {column}")
         first = {"key": "key_id", "model": "model", "day": "day"}[by]
         assert sorted(((r[first], r["requests"], r["cost_usd"]) for r in view), key=str) == \
             sorted(((r["g"], r["requests"], r["cost_usd"]) for r in direct), key=str)
@@ -150,12 +153,12 @@ async def test_views_sum_to_the_ledger_and_spend_reports_show_them(start_gateway
         assert sorted(map(key_of, cli_rows)) == sorted(map(key_of, api_rows)) == sorted(map(key_of, view))
     since = json.loads(await asyncio.to_thread(run_cli, capsys, "spend", "--by", "day", "--since", "2024-05-11",
                                                "--json", "--db", str(db)))
-    assert [(r["day"], r["requests"]) for r in since] == [("2024-05-11", 4)]
+    assert [(r["day"], r["requests"]) for r in since] == [("2024-05-11", 3)]     # not the unknown model
     async with gw.http.get(f"{gw.url}/admin/spend?by=key&since=2024-05-11", headers=AUTH) as resp:
-        assert sum(r["requests"] for r in (await resp.json())["data"]) == 4
+        assert sum(r["requests"] for r in (await resp.json())["data"]) == 3
     table = await asyncio.to_thread(run_cli, capsys, "spend", "--by", "key", "--db", str(db))
-    assert table.splitlines()[0].split() == ["key_id", "name", "requests", "prompt_tokens", "completion_tokens",
-                                             "cached_tokens", "cost_usd"]
+    assert table.splitlines()[0].split() == ["key_id", "name", "requests", "refused", "errors", "prompt_tokens",
+                                             "completion_tokens", "cached_tokens", "cost_usd"]
     assert a["id"] in table and b["id"] in table
 
 

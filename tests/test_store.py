@@ -98,7 +98,7 @@ async def test_tables_views_and_columns_are_the_same_on_both(tmp_path, pg_databa
                for t in names}
     assert sqlite_cols == pg_cols
     assert sqlite_cols["spend_by_day"] == ["day", "requests", "prompt_tokens", "completion_tokens", "cached_tokens",
-                                           "cache_write_tokens", "cost_usd"]
+                                           "cache_write_tokens", "cost_usd", "refused", "errors"]
     assert sqlite_cols["requests"][-3:] == ["endpoint", "cached_tokens", "cache_write_tokens"]
 
 
@@ -133,29 +133,32 @@ async def fill(store: Store) -> None:
     day1, day2 = ts("2024-05-09T23:59:59"), ts("2024-05-10T11:59:30")
     await store.insert_rows([row("key_aaaaaa", day1), row("key_bbbbbb", day1, route="gpt", cost=2.0)])
     await store.insert_rows([row("key_aaaaaa", day2 + i, prompt=i) for i in range(3)])
-    await store.insert_rows([row("key_bbbbbb", day2, status="rejected", prompt=0, completion=0, cost=0.0)])
+    await store.insert_rows([row("key_bbbbbb", day2, status="rejected", prompt=0, completion=0, cost=0.0,
+                                 error_code="rate_limit_exceeded"),
+                             row("key_bbbbbb", day2 + 1, status="rejected", route=None, prompt=0, completion=0,
+                                 cost=0.0, error_code="model_not_found")])   # a typo: not spend, not a refusal
 
 
 async def test_ledger_batches_and_spend_views(store, store_url):
     await fill(store)
-    assert await raw(store_url, "SELECT COUNT(*), SUM(total_tokens) FROM requests") == [(6, 2 * 30 + 3 + 60)]
+    assert await raw(store_url, "SELECT COUNT(*), SUM(total_tokens) FROM requests") == [(7, 2 * 30 + 3 + 60)]
     by_key = await store.spend("key")
-    assert by_key == [                                      # cost first, then requests
+    assert by_key == [              # cost first, then requests (admitted ones); the refusal beside them
         {"key_id": "key_aaaaaa", "name": "alpha", "requests": 4, "prompt_tokens": 13, "completion_tokens": 80,
-         "cached_tokens": 0, "cache_write_tokens": 0, "cost_usd": 2.0},
-        {"key_id": "key_bbbbbb", "name": "beta", "requests": 2, "prompt_tokens": 10, "completion_tokens": 20,
-         "cached_tokens": 0, "cache_write_tokens": 0, "cost_usd": 2.0}]
-    assert [(r["model"], r["requests"], r["cost_usd"]) for r in await store.spend("model")] == \
-        [("demo", 5, 2.0), ("gpt", 1, 2.0)]
-    assert [(r["day"], r["requests"]) for r in await store.spend("day")] == [("2024-05-09", 2), ("2024-05-10", 4)]
-    assert [(r["day"], r["requests"]) for r in await store.spend("day", "2024-05-10")] == [("2024-05-10", 4)]
+         "cached_tokens": 0, "cache_write_tokens": 0, "cost_usd": 2.0, "refused": 0, "errors": 0},
+        {"key_id": "key_bbbbbb", "name": "beta", "requests": 1, "prompt_tokens": 10, "completion_tokens": 20,
+         "cached_tokens": 0, "cache_write_tokens": 0, "cost_usd": 2.0, "refused": 1, "errors": 0}]
+    assert [(r["model"], r["requests"], r["refused"], r["cost_usd"]) for r in await store.spend("model")] == \
+        [("demo", 4, 1, 2.0), ("gpt", 1, 0, 2.0)]                # no row for the typo's missing route
+    assert [(r["day"], r["requests"]) for r in await store.spend("day")] == [("2024-05-09", 2), ("2024-05-10", 3)]
+    assert [(r["day"], r["requests"]) for r in await store.spend("day", "2024-05-10")] == [("2024-05-10", 3)]
     since = await store.spend("key", "2024-05-10")
-    assert [(r["key_id"], r["name"], r["requests"], r["cost_usd"]) for r in since] == \
-        [("key_aaaaaa", "alpha", 3, 1.5), ("key_bbbbbb", "beta", 1, 0.0)]
+    assert [(r["key_id"], r["name"], r["requests"], r["refused"], r["cost_usd"]) for r in since] == \
+        [("key_aaaaaa", "alpha", 3, 0, 1.5), ("key_bbbbbb", "beta", 0, 1, 0.0)]
     assert await store.spend("model", "2024-05-11") == []
     view = await raw(store_url, "SELECT key_id, requests, prompt_tokens, completion_tokens, cost_usd FROM spend_by_key "
                                 "ORDER BY key_id")
-    assert view == [("key_aaaaaa", 4, 13, 80, 2.0), ("key_bbbbbb", 2, 10, 20, 2.0)]
+    assert view == [("key_aaaaaa", 4, 13, 80, 2.0), ("key_bbbbbb", 1, 10, 20, 2.0)]
 
 
 async def test_windows_and_spend_are_rebuilt_from_the_ledger(store):

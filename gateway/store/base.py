@@ -32,6 +32,18 @@ _SPEND_GROUPS = {
     "day": ("substr(r.created_at, 1, 10) AS day", "substr(r.created_at, 1, 10)", ""),
 }
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# What the spend views count (migrations/0004_spend_counts_admitted.sql, the same SQL in both stores):
+# admitted requests, their tokens and cost, and beside them the refusals for a key's limits, budget or
+# model list, and the upstream errors. Other rejected rows (client mistakes) are not spend.
+REFUSAL_CODES = ("rate_limit_exceeded", "request_exceeds_limit", "budget_exceeded", "model_not_allowed")
+_SPEND_ROWS = f"(r.status <> 'rejected' OR r.error_code IN ({', '.join(repr(c) for c in REFUSAL_CODES)}))"
+_SPEND_COUNTS = ", ".join([
+    "SUM(CASE WHEN r.status <> 'rejected' THEN 1 ELSE 0 END) AS requests",
+    *(f"SUM(CASE WHEN r.status <> 'rejected' THEN r.{c} ELSE 0 END) AS {c}"
+      for c in ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")),
+    "SUM(r.cost_usd) AS cost_usd",
+    "SUM(CASE WHEN r.status = 'rejected' THEN 1 ELSE 0 END) AS refused",
+    "SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END) AS errors"])
 
 TEXT_BOUND = 256           # any text column of a ledger row
 CODE_BOUND = 64            # error_code: a short code, SPEC section 9
@@ -157,10 +169,8 @@ def spend_sql(by: str, since: str | None, placeholder: str) -> str:
         sql = f"SELECT * FROM {SPEND_VIEWS[by]}"
     else:
         columns, group, join = _SPEND_GROUPS[by]
-        sql = (f"SELECT {columns}, COUNT(*) AS requests, SUM(r.prompt_tokens) AS prompt_tokens, "
-               f"SUM(r.completion_tokens) AS completion_tokens, SUM(r.cached_tokens) AS cached_tokens, "
-               f"SUM(r.cache_write_tokens) AS cache_write_tokens, SUM(r.cost_usd) AS cost_usd "
-               f"FROM requests r {join} WHERE r.created_at >= {placeholder} GROUP BY {group}")
+        sql = (f"SELECT {columns}, {_SPEND_COUNTS} "
+               f"FROM requests r {join} WHERE r.created_at >= {placeholder} AND {_SPEND_ROWS} GROUP BY {group}")
     first = {"key": "key_id", "model": "model", "day": "day"}[by]
     return sql + (" ORDER BY day" if by == "day" else f" ORDER BY cost_usd DESC, requests DESC, {first}")
 

@@ -1,0 +1,50 @@
+-- ../0004_spend_counts_admitted.sql in PostgreSQL's dialect (the same text but for GROUP BY): the spend
+-- views count admitted requests, with `refused` (limits, budget, model list) and `errors` beside them.
+DROP VIEW spend_by_key;
+DROP VIEW spend_by_model;
+DROP VIEW spend_by_day;
+
+CREATE VIEW spend_by_key AS
+SELECT r.key_id AS key_id, k.name AS name,
+       SUM(CASE WHEN r.status <> 'rejected' THEN 1 ELSE 0 END) AS requests,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.prompt_tokens ELSE 0 END) AS prompt_tokens,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.completion_tokens ELSE 0 END) AS completion_tokens,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.cached_tokens ELSE 0 END) AS cached_tokens,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.cache_write_tokens ELSE 0 END) AS cache_write_tokens,
+       SUM(r.cost_usd) AS cost_usd,
+       SUM(CASE WHEN r.status = 'rejected' THEN 1 ELSE 0 END) AS refused,
+       SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END) AS errors
+FROM requests r LEFT JOIN api_keys k ON k.id = r.key_id
+WHERE r.status <> 'rejected'
+   OR r.error_code IN ('rate_limit_exceeded', 'request_exceeds_limit', 'budget_exceeded', 'model_not_allowed')
+GROUP BY r.key_id, k.name;
+
+CREATE VIEW spend_by_model AS
+SELECT r.route AS model,
+       SUM(CASE WHEN r.status <> 'rejected' THEN 1 ELSE 0 END) AS requests,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.prompt_tokens ELSE 0 END) AS prompt_tokens,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.completion_tokens ELSE 0 END) AS completion_tokens,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.cached_tokens ELSE 0 END) AS cached_tokens,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.cache_write_tokens ELSE 0 END) AS cache_write_tokens,
+       SUM(r.cost_usd) AS cost_usd,
+       SUM(CASE WHEN r.status = 'rejected' THEN 1 ELSE 0 END) AS refused,
+       SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END) AS errors
+FROM requests r
+WHERE r.status <> 'rejected'
+   OR r.error_code IN ('rate_limit_exceeded', 'request_exceeds_limit', 'budget_exceeded', 'model_not_allowed')
+GROUP BY r.route;
+
+CREATE VIEW spend_by_day AS
+SELECT substr(r.created_at, 1, 10) AS day,
+       SUM(CASE WHEN r.status <> 'rejected' THEN 1 ELSE 0 END) AS requests,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.prompt_tokens ELSE 0 END) AS prompt_tokens,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.completion_tokens ELSE 0 END) AS completion_tokens,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.cached_tokens ELSE 0 END) AS cached_tokens,
+       SUM(CASE WHEN r.status <> 'rejected' THEN r.cache_write_tokens ELSE 0 END) AS cache_write_tokens,
+       SUM(r.cost_usd) AS cost_usd,
+       SUM(CASE WHEN r.status = 'rejected' THEN 1 ELSE 0 END) AS refused,
+       SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END) AS errors
+FROM requests r
+WHERE r.status <> 'rejected'
+   OR r.error_code IN ('rate_limit_exceeded', 'request_exceeds_limit', 'budget_exceeded', 'model_not_allowed')
+GROUP BY substr(r.created_at, 1, 10);
