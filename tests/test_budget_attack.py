@@ -118,3 +118,30 @@ def test_what_is_sent_never_allows_more_output_than_the_reservation(dialect, for
         if dialect == "mock":   # the one upstream we run: what it bills is within the reservation
             billed = target.dialect.answer(chosen.request)["usage"]["completion_tokens"]
             assert chosen.output_cap is None or billed <= chosen.output_cap
+
+
+MESSAGES_ATTACK = {"max_tokens": 4100, "thinking": {"type": "enabled", "budget_tokens": 4000},
+                   "messages": [{"role": "user", "content": "think hard"}]}
+
+
+@pytest.mark.parametrize("route", ["an-native", "oa-native", "oa-params", "retry-reaches-claude"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_concurrent_thinking_messages_never_pass_the_budget(start_gateway, upstream, route, stream):
+    """The same attack through `/v1/messages`: an Anthropic target gets the client's own body, the others a
+    translation, and each reservation is for what that target is sent."""
+    upstream.greedy = True
+    gateway = await start_gateway(routes(upstream.url))
+    key = (await gateway.create_key(max_budget=BUDGET, rpm=1000, tpm=100_000))["key"]
+
+    async def one() -> int:
+        resp = await gateway.http.post(f"{gateway.url}/v1/messages", json={**MESSAGES_ATTACK, "model": route,
+                                                                           "stream": stream},
+                                       headers={"x-api-key": key})
+        await resp.read()
+        return resp.status
+
+    statuses = await asyncio.gather(*(one() for _ in range(30)))
+    assert set(statuses) <= {200, 429}, statuses
+    spent = (await gateway.rows("SELECT COALESCE(SUM(cost_usd), 0) AS s FROM requests"))[0]["s"]
+    assert spent <= BUDGET + 1e-9, f"{route}: spent ${spent:.5f} of a ${BUDGET} budget"
+    assert statuses.count(200) >= 1

@@ -310,3 +310,43 @@ async def test_count_tokens(gateway, key, upstream):
     client = sdk(gateway, key)
     counted = await client.messages.count_tokens(model="claude", messages=HELLO)
     assert counted.input_tokens == COUNTED
+
+
+@pytest.mark.parametrize("route", ["claude", "gpt"])
+async def test_keepalives_are_pings_and_the_sdk_reads_through_them(start_gateway, upstream, route):
+    """While the upstream is silent (before its first event, and mid-stream) clients get Anthropic's `ping`."""
+    gateway = await start_gateway(keepalive_interval=0.05)
+    key = (await gateway.create_key())["key"]
+    raw = fixture_sse("anthropic/text-ping.sse") if route == "claude" else openai_sse(["Hel", "lo"])
+    for _ in range(2):
+        upstream.queue(Behaviour(sse=raw, events=True, hang=0.2, pause_after=2, pause=0.2))
+    resp = await post(gateway, key, {"model": route, "max_tokens": 64, "messages": HELLO, "stream": True})
+    events = parse_events(await resp.read())
+    check_events(events, model=route)
+    first = next(i for i, (n, _) in enumerate(events) if n == "message_start")
+    assert any(n == "ping" for n, _ in events[:first]), "pings while the upstream said nothing yet"
+    assert sum(n == "ping" for n, _ in events[first:]) >= 2, "and while it paused mid-stream"
+    async with sdk(gateway, key).messages.stream(model=route, max_tokens=64, messages=HELLO) as stream:
+        final = await stream.get_final_message()
+    assert final.content[0].text
+
+
+async def test_thinking_reaches_an_openai_target_in_its_form_and_comes_back_as_thinking(start_gateway, upstream):
+    routes = f"""
+providers:
+  up: {{dialect: openai, base_url: "{upstream.url}/v1", api_key: upstream-secret-key-123}}
+routes:
+  r:
+    targets: [{{provider: up, model: m, thinking: {{params: {{reasoning_effort: high}}}}}}]
+"""
+    gateway = await start_gateway(routes)
+    key = (await gateway.create_key())["key"]
+    upstream.queue(Behaviour(sse=fixture_sse("openai/deepseek-reasoning-content.sse")))
+    client = sdk(gateway, key)
+    async with client.messages.stream(model="r", max_tokens=4096, messages=HELLO,
+                                      thinking={"type": "enabled", "budget_tokens": 2048}) as stream:
+        final = await stream.get_final_message()
+    sent = upstream.requests[-1]
+    assert sent["reasoning_effort"] == "high" and "thinking" not in sent
+    assert [b.type for b in final.content][:2] == ["thinking", "text"]
+    assert final.content[0].thinking and final.content[1].text

@@ -16,6 +16,7 @@ from gateway.errors import GatewayError
 from gateway.scrub import Scrubber
 from tests.conftest import MASTER, check_error, parse_sse
 from tests.fakes import Behaviour
+from tests.messages_wire import parse_events
 
 HEX32 = "0123456789abcdef0123456789abcdef"
 HEX40 = "fedcba9876543210fedcba9876543210fedcba98"
@@ -106,6 +107,44 @@ async def test_no_held_secret_leaves_by_any_field_dialect_or_phase(start_gateway
     lines = no_secret_in_any_log.lines[seen_lines:]
     assert any('"gateway.access"' in line for line in lines), "the access log was watched"
     for line in lines:
+        assert not any(s in line for s in SECRETS.values()), line
+
+
+ANTHROPIC_TYPES = {"invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+                   "request_too_large", "rate_limit_error", "api_error", "overloaded_error", "timeout_error"}
+
+
+async def test_no_held_secret_leaves_through_the_messages_api_either(start_gateway, upstream, no_secret_in_any_log):
+    """The same property for `/v1/messages` clients: Anthropic's envelope, same scrubbing, pass-through or not."""
+    gateway = await start_gateway(routes(upstream.url))
+    key = (await gateway.create_key(rpm=1000))["key"]
+    seen_lines = len(no_secret_in_any_log.lines)
+    cases = list(itertools.product(SECRETS.items(), ("oa", "an"), ("message", "type", "code", "param"),
+                                   ("status", "first-event", "mid-stream")))
+    for (name, secret), kind, field, phase in cases:
+        body = error_body(kind, field, secret)
+        if phase == "mid-stream":
+            upstream.queue(Behaviour(sse=mid_stream(kind, body), events=True, delay=0.01))
+        elif phase == "first-event":
+            upstream.queue(Behaviour(sse=first_event(kind, body)))
+        else:
+            upstream.queue(Behaviour(status=400, json=body))
+        resp = await gateway.http.post(f"{gateway.url}/v1/messages", headers={"x-api-key": key}, json={
+            "model": f"{kind}-{name}", "max_tokens": 16, "messages": MSG, "stream": phase != "status"})
+        raw = await resp.text()
+        where = (name, kind, field, phase)
+        assert secret not in raw and secret not in str(dict(resp.headers)), (where, raw)
+        if phase == "mid-stream":
+            events = parse_events(raw.encode())
+            assert resp.status == 200 and events[-1][0] == "error", (where, raw)
+            envelope = events[-1][1]
+        else:
+            assert resp.status == (400 if phase == "status" else 502), (where, resp.status, raw)
+            envelope = json.loads(raw)
+        assert envelope["type"] == "error" and envelope["error"]["type"] in ANTHROPIC_TYPES, (where, envelope)
+    rows = await gateway.rows("SELECT error_code FROM requests WHERE key_id IS NOT NULL ORDER BY id")
+    assert len(rows) == len(cases) and all(CODE.fullmatch(r["error_code"]) for r in rows)
+    for line in no_secret_in_any_log.lines[seen_lines:]:
         assert not any(s in line for s in SECRETS.values()), line
 
 
