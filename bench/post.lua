@@ -1,8 +1,9 @@
--- wrk script: POST one chat request again and again; count answers that are not whole and good.
--- env: BODY (path of the JSON body), KEY (bearer token), EXPECT (text every good answer ends with)
+-- wrk script: POST one model request again and again; count answers that are not whole and good.
+-- env: BODY (path of the JSON body), KEY (bearer token), EXPECT (text every good answer ends with),
+-- WRK_PATH (the endpoint; default /v1/chat/completions)
 local f = assert(io.open(os.getenv("BODY"), "rb"))
 wrk.method = "POST"
-wrk.path = "/v1/chat/completions"
+wrk.path = os.getenv("WRK_PATH") or "/v1/chat/completions"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"

@@ -24,6 +24,8 @@ def load(path: str) -> dict:
             runs.setdefault("env", {}).update(r)
         elif kind in ("ns", "s", "big") and name in ("direct", "gateway"):
             runs[(name, kind, r["conc"])] = r
+        elif name == "api":
+            runs.setdefault("api", {}).setdefault(kind, []).append(r)
         elif kind in ("ns", "s"):
             runs["variants"].setdefault(name, []).append(r)
         else:
@@ -84,6 +86,7 @@ def main(path: str) -> None:
     hwm = runs.get(("gateway", "rss"), {}).get("hwm_kb")
     rows.append(("gateway peak RSS under the load (VmHWM), MB", "", f(hwm and hwm / 1024, 0), "", "<= 100",
                  verdict(None if hwm is None else hwm / 1024 <= 100)))
+    rows.extend(api_rows(runs))
     rows.extend(variant_rows(runs))
     hold = runs.get(("gateway", "hold"), {}).get("probe")
     if hold:
@@ -96,6 +99,28 @@ def main(path: str) -> None:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     footer(runs)
+
+
+API_KINDS = (("messages", "mns", "ms"),)   # (client API, its non-stream kind, its stream kind)
+
+
+def api_rows(runs: dict) -> list[tuple]:
+    """Each client API's CPU per request beside chat completions', from the same interleaved runs."""
+    api = runs.get("api", {})
+    if "ns" not in api or "s" not in api:
+        return []
+    chat = {kind: median(cpu_ms(r) for r in api[kind]) for kind in ("ns", "s")}
+    rows = []
+    for name, ns, s in API_KINDS:
+        if ns not in api or s not in api:
+            continue
+        mine = {"ns": median(cpu_ms(r) for r in api[ns]), "s": median(cpu_ms(r) for r in api[s])}
+        more = {k: (mine[k] - chat[k]) / chat[k] for k in ("ns", "s")}
+        rows.append((f"/v1/{name} vs chat: CPU ms per request, non-stream / stream", "",
+                     f"{mine['ns']:.3f} / {mine['s']:.3f} (chat {chat['ns']:.3f} / {chat['s']:.3f})",
+                     f"{100 * more['ns']:+.1f}% / {100 * more['s']:+.1f}%", "<= +15%",
+                     verdict(max(more.values()) <= 0.15)))
+    return rows
 
 
 def variant_rows(runs: dict) -> list[tuple]:
@@ -132,7 +157,7 @@ def footer(runs: dict) -> None:
         if isinstance(key, tuple) and "wrk" in r and (r["wrk"]["bad"] or r["wrk"]["socket_errors"]):
             problems.append(f"{'/'.join(map(str, key))}: {r['wrk']['bad']} bad, {r['wrk']['socket_errors']} socket "
                             f"errors ({r['wrk'].get('sample', '')[:80]})")
-    for name, rs in runs["variants"].items():
+    for name, rs in [*runs["variants"].items(), *(("api " + k, v) for k, v in runs.get("api", {}).items())]:
         for r in rs:
             if r["wrk"]["bad"] or r["wrk"]["socket_errors"]:
                 problems.append(f"{name}: {r['wrk']['bad']} bad, {r['wrk']['socket_errors']} socket errors")

@@ -74,22 +74,27 @@ BODY_NS="$OUT/body_ns.json"; BODY_S="$OUT/body_s.json"
 echo '{"model":"gpt-mock","messages":[{"role":"user","content":"Say hello"}],"max_tokens":32}' > "$BODY_NS"
 echo '{"model":"gpt-mock","messages":[{"role":"user","content":"Say hello"}],"max_tokens":32,"stream":true,"stream_options":{"include_usage":true}}' > "$BODY_S"
 EXPECT_NS='"content":"Hello from the mock upstream."'; EXPECT_S='data: [DONE]'
+BODY_MNS="$OUT/body_mns.json"; BODY_MS="$OUT/body_ms.json"   # the same request through /v1/messages
+echo '{"model":"gpt-mock","max_tokens":32,"messages":[{"role":"user","content":"Say hello"}]}' > "$BODY_MNS"
+echo '{"model":"gpt-mock","max_tokens":32,"messages":[{"role":"user","content":"Say hello"}],"stream":true}' > "$BODY_MS"
 BODY_BIG="$OUT/body_big.json"   # a 10 KB prompt: what costs per byte shows here
 "$PY" -c 'import json, sys; text = "The quick brown fox jumps over the lazy dog, then writes 42 lines of Python code; " * 120
 json.dump({"model": "gpt-mock", "max_tokens": 32, "messages": [{"role": "system", "content": "You are a helpful assistant."},
            {"role": "user", "content": text}]}, open(sys.argv[1], "w"))' "$BODY_BIG"
 
-load() {  # url key body expect conc secs -> wrk's RESULT json
-  BODY=$3 KEY=$2 EXPECT=$4 wrk -t1 -c"$5" -d"${6}s" --timeout 10s -s "$HERE/post.lua" "$1" 2>&1 \
+load() {  # url key body expect conc secs [path] -> wrk's RESULT json
+  BODY=$3 KEY=$2 EXPECT=$4 WRK_PATH=${7:-/v1/chat/completions} wrk -t1 -c"$5" -d"${6}s" --timeout 10s -s "$HERE/post.lua" "$1" 2>&1 \
     | sed -n 's/^RESULT //p'
 }
 
 measure() {  # name url key kind(ns|s) conc [pid]: one wrk run, one result line (with CPU of pid)
-  local name=$1 url=$2 key=$3 kind=$4 conc=$5 pid=${6:-} body expect c0=0 c1=0 line
+  local name=$1 url=$2 key=$3 kind=$4 conc=$5 pid=${6:-} body expect path=/v1/chat/completions c0=0 c1=0 line
   case $kind in ns) body=$BODY_NS; expect=$EXPECT_NS ;; big) body=$BODY_BIG; expect=$EXPECT_NS ;;
+    mns) body=$BODY_MNS; expect='"stop_reason":"end_turn"'; path=/v1/messages ;;
+    ms) body=$BODY_MS; expect='event: message_stop'; path=/v1/messages ;;
     *) body=$BODY_S; expect=$EXPECT_S ;; esac
   [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
-  line=$(load "$url" "$key" "$body" "$expect" "$conc" "$DUR")
+  line=$(load "$url" "$key" "$body" "$expect" "$conc" "$DUR" "$path")
   [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
   [ -n "$line" ] || line='{"requests":0,"rps":0,"bad":1,"socket_errors":0,"sample":"wrk gave no result"}'
   echo "{\"name\":\"$name\",\"kind\":\"$kind\",\"conc\":$conc,\"cpu_s\":$(awk -v a="$c0" -v b="$c1" -v h="$(hz)" 'BEGIN{print (b-a)/h}'),\"wrk\":$line}" >> "$RESULTS"
@@ -114,6 +119,9 @@ for run in "ns $CONC" "ns 1" "s $CONC" "s 1" "big $CONC"; do
   set -- $run
   measure direct "$UP" x "$1" "$2"
   measure gateway "$GW" "$KEY" "$1" "$2" "$GW_PID"
+done
+for _ in 1 2; do   # other client APIs beside chat's CPU per request, interleaved (the report takes medians)
+  for kind in ns mns s ms; do measure api "$GW" "$KEY" "$kind" "$CONC" "$GW_PID"; done
 done
 record "{\"name\":\"gateway\",\"kind\":\"rss\",\"hwm_kb\":$(status_kb "$GW_PID" VmHWM)}"
 log "time to first chunk, $PROBES streams one at a time"
