@@ -81,7 +81,7 @@ def caps(args: argparse.Namespace) -> Limits:
 
 
 def plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
 
 
 def plain(value: float | int) -> str:

@@ -5,7 +5,7 @@ from importlib import resources
 
 from aiohttp import web
 
-_TYPES = {".html": "text/html", ".css": "text/css", ".js": "application/javascript"}
+_TYPES = {".html": "text/html", ".css": "text/css", ".js": "application/javascript", ".svg": "image/svg+xml"}
 _SECURITY = {"x-frame-options": "DENY", "referrer-policy": "no-referrer",
              "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"}
 
@@ -35,6 +35,10 @@ def add_routes(app: web.Application) -> None:
     async def static(request: web.Request) -> web.Response:
         return respond(request.match_info["name"])
 
+    async def favicon(request: web.Request) -> web.Response:   # browsers ask for it at the root
+        return respond("favicon.svg")
+
     app.router.add_get("/dashboard", index)
     app.router.add_get("/dashboard/", index)
     app.router.add_get("/dashboard/static/{name}", static)
+    app.router.add_get("/favicon.ico", favicon)
