@@ -6,8 +6,9 @@ import json
 import anthropic
 import pytest
 
-from tests.fakes import COUNTED, Behaviour, fixture_sse, openai_sse
+from tests.fakes import COUNTED, Behaviour, Cache, fixture_sse, openai_sse
 from tests.messages_wire import check_events, parse_events
+from tests.waits import until
 
 ROUTES = ["claude", "gpt", "demo"]   # Anthropic (pass-through), OpenAI (translated), mock (translated)
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -350,3 +351,38 @@ routes:
     assert sent["reasoning_effort"] == "high" and "thinking" not in sent
     assert [b.type for b in final.content][:2] == ["thinking", "text"]
     assert final.content[0].thinking and final.content[1].text
+
+
+@pytest.mark.parametrize("route", ["claude", "gpt"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_cache_usage_comes_back_as_anthropic_counts_it_and_is_booked(gateway, key, upstream, route, stream):
+    """SPEC 11: the answer's usage is Anthropic's split (input apart from cache reads and writes); the ledger's
+    prompt_tokens counts all three, cached_tokens the reads, cache_write_tokens the writes."""
+    write = 50 if route == "claude" else 0   # OpenAI reports no cache writes
+    upstream.cache = Cache(fresh=100, read=900, write=write, output=7)
+    client = sdk(gateway, key)
+    if stream:
+        async with client.messages.stream(model=route, max_tokens=64, messages=HELLO) as s:
+            usage = (await s.get_final_message()).usage
+    else:
+        usage = (await client.messages.create(model=route, max_tokens=64, messages=HELLO)).usage
+    assert (usage.input_tokens, usage.cache_read_input_tokens, usage.output_tokens) == (100, 900, 7)
+    assert (usage.cache_creation_input_tokens or 0) == write
+    row = (await gateway.rows())[-1]
+    assert (row["prompt_tokens"], row["cached_tokens"], row["cache_write_tokens"], row["completion_tokens"]) == \
+        (1000 + write, 900, write, 7)
+    price_in, price_out = (3.0, 15.0) if route == "claude" else (1.0, 2.0)
+    assert row["cost_usd"] == pytest.approx(((1000 + write) * price_in + 7 * price_out) / 1e6)
+
+
+async def test_a_client_that_leaves_mid_stream_is_booked_cancelled(gateway, key, upstream):
+    upstream.queue(Behaviour(sse=openai_sse(["a"] * 50), events=True, delay=0.05))
+    resp = await post(gateway, key, {"model": "gpt", "max_tokens": 64, "messages": HELLO, "stream": True})
+    await resp.content.readline()
+    resp.close()
+
+    async def booked() -> list[dict]:
+        return await gateway.rows("SELECT status, endpoint FROM requests WHERE status = 'cancelled'")
+
+    await until(booked, within=5, what="the cancelled stream's row")
+    assert (await booked())[0]["endpoint"] == "messages"
