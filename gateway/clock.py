@@ -33,3 +33,20 @@ class ManualClock(Clock):
     def advance(self, seconds: float) -> None:
         self._now += seconds
         self._mono += seconds
+
+
+class SkippingClock(ManualClock):
+    """Real time, except that the gateway's own waits (backoff, Retry-After) pass at once and are
+    recorded in `slept`, the clock moving on by as much: tests assert what was waited, not wall time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return time.time() + self._mono
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
+        await asyncio.sleep(0)
