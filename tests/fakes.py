@@ -1,4 +1,4 @@
-"""A scripted fake provider on a real port, speaking the OpenAI and Anthropic dialects.
+"""A scripted fake provider on a real port, speaking the OpenAI (chat and Responses) and Anthropic dialects.
 
 Tests queue behaviours (`upstream.queue(...)`); each upstream request takes the
 next one, or the default answer when the queue is empty. Every request body the
@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes_responses import RECORDED as RESPONSES_RECORDED
+from tests.fakes_responses import default_answer as responses_answer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COUNTED = 4242   # what the fake Anthropic's count_tokens says, whatever the body
@@ -83,6 +86,7 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._handle)
         app.router.add_post("/v1/messages", self._handle)
         app.router.add_post("/v1/messages/count_tokens", self._handle)
+        app.router.add_post("/v1/responses", self._handle)
         return app
 
     def _default(self, body: dict[str, Any], path: str) -> Behaviour:
@@ -90,6 +94,9 @@ class FakeUpstream:
             return Behaviour(json={"input_tokens": COUNTED})
         if self.default is not None:
             return self.default
+        if path.endswith("/responses"):
+            whole, sse = responses_answer(body, self.greedy, self.cache, fixture_sse(RESPONSES_RECORDED))
+            return Behaviour(json=whole, sse=sse)
         if self.cache is not None:
             return cached_answer(body, path.endswith("/messages"), self.cache)
         if self.greedy:

@@ -28,6 +28,7 @@ def routes(url: str) -> str:
 providers:
   up: {{dialect: openai, base_url: "{url}/v1", api_key: up-secret-key-1}}
   claude: {{dialect: anthropic, base_url: "{url}", api_key: claude-secret-key-1}}
+  resp: {{dialect: openai-responses, base_url: "{url}/v1", api_key: up-secret-key-1}}
   dead: {{dialect: openai, base_url: "http://127.0.0.1:9/v1", api_key: dead-secret-key-1}}
   demo: {{dialect: mock}}
 routes:
@@ -36,6 +37,7 @@ routes:
   oa-params:
     targets: [{{provider: up, model: u, price: {PRICE}, thinking: {{params: {{max_completion_tokens: 4000}}}}}}]
   oa-model: {{targets: [{{provider: up, model: u, price: {PRICE}, thinking: {{model: u-think}}}}]}}
+  resp-native: {{targets: [{{provider: resp, model: r, price: {PRICE}, thinking: native}}]}}
   retry-reaches-claude:
     retries: 1
     targets:
@@ -48,7 +50,8 @@ ATTACK = {"max_tokens": 10, "thinking": {"type": "enabled", "budget_tokens": 400
           "messages": [{"role": "user", "content": "think hard"}]}
 
 
-@pytest.mark.parametrize("route", ["an-native", "oa-native", "oa-params", "oa-model", "retry-reaches-claude"])
+@pytest.mark.parametrize("route", ["an-native", "oa-native", "oa-params", "oa-model", "resp-native",
+                                   "retry-reaches-claude"])
 @pytest.mark.parametrize("stream", [False, True])
 async def test_concurrent_thinking_requests_never_pass_the_budget(start_gateway, upstream, limiter_url, route,
                                                                   stream):
@@ -85,7 +88,8 @@ def parse_config_dict(data: dict):
 
 
 @settings(max_examples=200, deadline=None)
-@given(dialect=st.sampled_from(["openai", "anthropic", "mock"]), form=st.sampled_from(sorted(FORMS)),
+@given(dialect=st.sampled_from(["openai", "anthropic", "mock", "openai-responses"]),
+       form=st.sampled_from(sorted(FORMS)),
        max_tokens=st.none() | st.integers(1, 200_000), field=st.sampled_from(["max_tokens", "max_completion_tokens"]),
        thinking=st.none() | st.just({"type": "disabled"}) | st.builds(
            lambda b: {"type": "enabled", **({"budget_tokens": b} if b else {})}, st.none() | st.integers(1, 100_000)),

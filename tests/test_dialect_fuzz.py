@@ -10,7 +10,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.dialects import anthropic, openai
+from gateway.dialects import anthropic, openai, openai_responses
 from gateway.dialects.base import SSEEvent, UpstreamError
 from gateway.front.chat_encode import ChunkBuilder
 
@@ -34,10 +34,22 @@ anthropic_types = st.sampled_from(["message_start", "content_block_start", "cont
 anthropic_events = st.lists(st.tuples(anthropic_types, st.fixed_dictionaries({}, optional={
     "index": values, "message": values, "content_block": values, "delta": values, "usage": values,
     "error": values})), max_size=6)
+responses_types = st.sampled_from([
+    "response.created", "response.output_item.added", "response.output_text.delta", "response.refusal.delta",
+    "response.reasoning_summary_text.delta", "response.reasoning_text.delta", "response.function_call_arguments.delta",
+    "response.function_call_arguments.done", "response.output_item.done", "response.completed",
+    "response.incomplete", "response.failed", "error", "response.content_part.added"])
+responses_events = st.lists(st.tuples(st.one_of(responses_types, values), st.fixed_dictionaries({}, optional={
+    "item_id": values, "output_index": values, "delta": values, "item": st.one_of(values, st.fixed_dictionaries(
+        {"type": st.sampled_from(["function_call", "reasoning", "message"])},
+        optional={"id": values, "call_id": values, "name": values, "arguments": values,
+                  "encrypted_content": values})),
+    "arguments": values, "summary_index": values, "response": values, "error": values, "code": values,
+    "message": values})), max_size=6)
 
 
-def _run(dialect, events) -> None:
-    decoder = dialect.stream_decoder()
+def _run(dialect, events, native: bool = False) -> None:
+    decoder = dialect.stream_decoder(native)
     builder = ChunkBuilder("id", 1, "m", True, 3)
     try:
         for event in events:
@@ -62,10 +74,34 @@ def test_anthropic_decoder_never_trips(events):
     _run(anthropic, [SSEEvent(json.dumps({"type": kind, **body}), kind) for kind, body in events])
 
 
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(responses_events, st.booleans(), st.booleans())
+def test_responses_decoder_never_trips(events, named, native):
+    _run(openai_responses, [SSEEvent(json.dumps({"type": kind, **body}), kind if named and isinstance(kind, str)
+                                     else None) for kind, body in events], native)
+
+
+responses_answers = st.fixed_dictionaries({}, optional={
+    "status": st.one_of(st.sampled_from(["completed", "incomplete", "failed"]), values), "error": values,
+    "incomplete_details": values, "usage": values, "output": st.one_of(values, st.lists(st.fixed_dictionaries(
+        {"type": st.sampled_from(["message", "reasoning", "function_call"])}, optional={
+            "content": values, "summary": values, "arguments": values, "call_id": values, "name": values,
+            "encrypted_content": values}), max_size=3))})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(responses_answers)
+def test_whole_responses_answers_never_trip(data):
+    try:
+        openai_responses.parse_response(data)
+    except UpstreamError:
+        pass
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(values)
 def test_whole_answers_never_trip(data):
-    for dialect in (openai, anthropic):
+    for dialect in (openai, anthropic, openai_responses):
         try:
             dialect.parse_response(data)
         except UpstreamError:
