@@ -7,7 +7,9 @@ gateway sent is kept in `upstream.requests` for assertions.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,20 @@ def openai_sse(pieces: list[str], model: str = "up-model", usage: bool = True, f
     return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
 
 
+def embeddings_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's list: a short vector per input (its index in each), as floats or as base64 float32."""
+    raw = body.get("input")
+    inputs = [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
+    data = []
+    for i, _ in enumerate(inputs or ()):
+        vector = [0.5, -0.5, float(i)]
+        if body.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack("<3f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    return {"object": "list", "data": data, "model": body.get("model"),
+            "usage": {"prompt_tokens": 5 * len(data), "total_tokens": 5 * len(data)}}
+
+
 def fixture_sse(name: str) -> bytes:
     return (FIXTURES / "upstream" / name).read_bytes()
 
@@ -86,12 +102,15 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._handle)
         app.router.add_post("/v1/messages", self._handle)
         app.router.add_post("/v1/messages/count_tokens", self._handle)
+        app.router.add_post("/v1/embeddings", self._handle)
         app.router.add_post("/v1/responses", self._handle)
         return app
 
     def _default(self, body: dict[str, Any], path: str) -> Behaviour:
         if path.endswith("/count_tokens"):
             return Behaviour(json={"input_tokens": COUNTED})
+        if path.endswith("/embeddings"):
+            return Behaviour(json=embeddings_answer(body))
         if self.default is not None:
             return self.default
         if path.endswith("/responses"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -11,7 +12,7 @@ from gateway.appkeys import CLOCK, ROUTER, SCRUBBER
 from gateway.core.exchange import Exchange
 from gateway.core.table import RouteEntry, TargetEntry
 from gateway.core.upstream import AttemptFailed
-from gateway.dialects.base import NativeDialect, TargetView, UpstreamRequest
+from gateway.dialects.base import Completion, EmbeddingDialect, NativeDialect, TargetView, UpstreamRequest
 from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
 from gateway.front.base import ClientRequest
 from gateway.scrub import Scrubber
@@ -43,6 +44,7 @@ class Plan:
     request: UpstreamRequest
     output_cap: int | None   # the dialect's bound on billed output in `request`; None: it sets none
     native: bool = False     # the client's own body, as its API has it (the dialect speaks that API)
+    parse: Callable[[Any], Completion] | None = None   # how to read the answer; None: the dialect's parse_response
 
 
 def plan(asked: ClientRequest, candidates: list[TargetEntry]) -> dict[TargetEntry, Plan]:
@@ -52,6 +54,8 @@ def plan(asked: ClientRequest, candidates: list[TargetEntry]) -> dict[TargetEntr
     these targets would send (a thinking budget raising `max_tokens`, say). A target
     whose dialect speaks the client's API gets the client's own body (`native`).
     """
+    if asked.api == EMBEDDINGS:
+        return _embedding_plans(asked, candidates)
     plans = {}
     for target in candidates:
         dialect = target.dialect
@@ -69,6 +73,24 @@ def plan(asked: ClientRequest, candidates: list[TargetEntry]) -> dict[TargetEntr
             raise InvalidRequest(f"The request cannot be translated for the provider of {target.model!r}: "
                                  "check the shapes of messages, tools and their parts.") from None
         plans[target] = Plan(model, req, dialect.output_cap(req.body), native)
+    return plans
+
+
+EMBEDDINGS = "embeddings"
+
+
+def _embedding_plans(asked: ClientRequest, candidates: list[TargetEntry]) -> dict[TargetEntry, Plan]:
+    """Only targets whose dialect embeds; their output is nothing, so the reservation is the input."""
+    plans = {}
+    for target in candidates:
+        if not hasattr(target.dialect, "build_embeddings"):
+            continue
+        dialect = cast(EmbeddingDialect, target.dialect)
+        req = dialect.build_embeddings(asked.native or asked.body, target.view)
+        plans[target] = Plan(target.model, req, 0, True, dialect.parse_embeddings)
+    if not plans:
+        raise InvalidRequest("No target of this route serves embeddings.", param="model",
+                             code="embeddings_not_supported")
     return plans
 
 

@@ -108,7 +108,7 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front:
     plans = plan(asked, candidates)
     clock = app[CLOCK]
     ex.admitted(await app[LIMITER].admit(ex.key, clock.now(), prompt, worst_cost(plans, prompt)))
-    order = app[ROUTER].order(entry.name, entry.route, candidates, clock.now())
+    order = app[ROUTER].order(entry.name, entry.route, list(plans), clock.now())
     created = int(clock.now())
     if asked.stream:
         return await relay_stream(request, ex, entry, order, plans, lambda: front.stream_encoder(
@@ -129,7 +129,8 @@ async def _complete(request: web.Request, ex: Exchange, entry: RouteEntry, order
     while True:
         target, chosen = attempts.next()
         try:
-            done = await upstream.transport(target).complete(target, chosen.request, entry.route.timeout, limit=limit)
+            done = await upstream.transport(target).complete(target, chosen.request, entry.route.timeout, limit=limit,
+                                                             parse=chosen.parse)
         except AttemptFailed as exc:
             await attempts.failed(exc)   # raises the client's error when no attempt is left
             continue

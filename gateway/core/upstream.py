@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, cast
 
@@ -209,10 +209,13 @@ class LocalBody:
         self._events = []
 
 
-def _parsed(dialect: Dialect, data: Any) -> Completion:
+Parse = Callable[[Any], Completion]
+
+
+def _parsed(dialect: Dialect, data: Any, parse: Parse | None = None) -> Completion:
     """A whole answer in neutral form; a dialect that cannot read it fails the attempt, never the gateway."""
     try:
-        return dialect.parse_response(data)
+        return (parse or dialect.parse_response)(data)
     except UpstreamError as exc:
         raise AttemptFailed("protocol", exc.message, retryable=exc.retryable) from None
     except Exception as exc:  # a dialect tripped on an answer no fixture had: the upstream's fault
@@ -225,10 +228,11 @@ class LocalTransport:
     def __init__(self, clock: Clock):
         self.clock = clock
 
-    async def complete(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int) -> Completion:
+    async def complete(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int,
+                       parse: Parse | None = None) -> Completion:
         if target.delay:
             await self.clock.sleep(target.delay)
-        return _parsed(target.dialect, _local(target).answer(req))
+        return _parsed(target.dialect, _local(target).answer(req), parse)
 
     async def open_stream(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *,
                           limit: int) -> LocalBody:
@@ -262,9 +266,11 @@ class Upstream:
     async def close(self) -> None:
         await self.session.close()
 
-    async def complete(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int) -> Completion:
-        """A whole (non-streamed) answer of at most `limit` bytes, translated by the target's dialect."""
-        return _parsed(target.dialect, await self._call(target.dialect, req, timeout, limit))
+    async def complete(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int,
+                       parse: Parse | None = None) -> Completion:
+        """A whole (non-streamed) answer of at most `limit` bytes, translated by the target's dialect
+        (`parse`: another reader of it, such as the dialect's `parse_embeddings`)."""
+        return _parsed(target.dialect, await self._call(target.dialect, req, timeout, limit), parse)
 
     async def json(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int) -> Any:
         """Any other JSON call to a provider (Anthropic's token count, say): its answer, unread."""

@@ -154,6 +154,13 @@ class NativeDialect(Dialect, Protocol):
                      headers: dict[str, str]) -> UpstreamRequest: ...
 
 
+class EmbeddingDialect(Dialect, Protocol):
+    """A dialect whose upstream also embeds (`/v1/embeddings`): the body is OpenAI's, the model name aside."""
+
+    def build_embeddings(self, body: dict[str, Any], target: TargetView) -> UpstreamRequest: ...
+    def parse_embeddings(self, data: Any) -> Completion: ...
+
+
 class LocalDialect(Dialect, Protocol):
     """A dialect answered in-process (`transport = "local"`: the mock), with no HTTP in between."""
 

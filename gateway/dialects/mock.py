@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from gateway.dialects import embeddings as _embeddings
 from gateway.dialects import openai as _openai
 from gateway.dialects.base import TargetView, UpstreamRequest, largest_count
 from gateway.tokens import count_words  # what a tokenizer would bill: no safety margin
@@ -23,6 +24,8 @@ native_api: str | None = None   # no client API is sent to it as is: chat bodies
 transport = "local"   # answered in-process: the local transport calls `answer` / `stream_events`
 
 parse_response = _openai.parse_response
+parse_embeddings = _embeddings.parse
+EMBEDDINGS_URL = "mock://local/embeddings"
 stream_decoder = _openai.stream_decoder
 error_message = _openai.error_message
 
@@ -110,7 +113,13 @@ def _plan(body: dict[str, Any]) -> dict[str, Any]:
     return {"model": model, "reasoning": reasoning, "words": words, "tool": tool, "finish": finish, "usage": usage}
 
 
+def build_embeddings(body: dict[str, Any], target: TargetView) -> UpstreamRequest:
+    return UpstreamRequest(EMBEDDINGS_URL, {}, {**body, "model": target.model})
+
+
 def answer(req: UpstreamRequest) -> dict[str, Any]:
+    if req.url == EMBEDDINGS_URL:
+        return _embeddings.mock_answer(req.body)
     plan = _plan(req.body)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(plan["words"]) if not plan["tool"] else None,
                                "refusal": None}

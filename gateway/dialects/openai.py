@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from gateway.dialects import embeddings as _embeddings
 from gateway.dialects.base import (
     Completion,
     Delta,
@@ -213,3 +214,7 @@ def output_cap(sent: dict[str, Any]) -> int | None:
     if cap is not None and isinstance(thinking, dict) and thinking.get("type") == "enabled":
         cap += largest_count(thinking, "budget_tokens") or 0
     return cap
+
+
+build_embeddings = _embeddings.build_request   # `/v1/embeddings` to `base_url` + `/embeddings`
+parse_embeddings = _embeddings.parse
