@@ -1,4 +1,4 @@
-"""The README's Anthropic Messages examples, as written, against the default routes.yaml (issue 14)."""
+"""The README's examples for the other client APIs (Messages, embeddings), as written, against the default routes.yaml."""
 from __future__ import annotations
 
 import shlex
@@ -33,3 +33,13 @@ def test_the_claude_code_environment_names_a_route_the_gateway_serves(operator):
         out = operator["sh"](f"curl -sf {base}/v1/messages -H 'Authorization: Bearer {operator['key']}' "
                              f"-H 'content-type: application/json' -d '{body}'").stdout
         assert '"type":"message"' in out, out
+
+
+def test_the_embeddings_example_works_as_written(operator):  # noqa: F811
+    script = next(b for b in blocks("python", SECTION) if "embeddings.create" in b)
+    script = script.replace("127.0.0.1:8080", f"127.0.0.1:{operator['port']}")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**operator["env"], "KEY": operator["key"]})
+    assert done.returncode == 0, done.stderr
+    count, size, tokens = map(int, done.stdout.split())
+    assert (count, size) == (2, 8) and tokens > 0
