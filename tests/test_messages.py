@@ -386,3 +386,26 @@ async def test_a_client_that_leaves_mid_stream_is_booked_cancelled(gateway, key,
 
     await until(booked, within=5, what="the cancelled stream's row")
     assert (await booked())[0]["endpoint"] == "messages"
+
+
+async def test_a_non_stream_pass_through_answer_keeps_what_anthropic_said(gateway, key, upstream):
+    answer = {"id": "msg_up", "type": "message", "role": "assistant", "model": "claude-sonnet",
+              "content": [{"type": "thinking", "thinking": "hm", "signature": "c2ln"},
+                          {"type": "text", "text": "Hi", "citations": None},
+                          {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"q": "x"}},
+                          {"type": "text"},                      # malformed: dropped, never relayed broken
+                          "junk"],
+              "stop_reason": "pause_turn", "stop_sequence": None, "container": {"id": "c1", "expires_at": "t"},
+              "debug": {"auth": "Bearer sk-ant-api03-0123456789abcdef"},   # a key-shaped echo: never relayed
+              "usage": {"input_tokens": 9, "output_tokens": 4, "cache_read_input_tokens": 0,
+                        "service_tier": "standard", "cache_creation": {"ephemeral_5m_input_tokens": 0},
+                        "secret": "sk-ant-api03-LEAK"}}
+    upstream.queue(Behaviour(json=answer))
+    resp = await post(gateway, key, {"model": "claude", "max_tokens": 64, "messages": HELLO})
+    body = await resp.json()
+    assert body["content"] == answer["content"][:3]
+    assert body["stop_reason"] == "pause_turn" and body["container"] == answer["container"]
+    assert "debug" not in body
+    assert body["id"].startswith("msg_") and body["id"] != "msg_up" and body["model"] == "claude"
+    assert body["usage"] == {"input_tokens": 9, "output_tokens": 4, "cache_read_input_tokens": 0,
+                             "service_tier": "standard", "cache_creation": {"ephemeral_5m_input_tokens": 0}}

@@ -1,4 +1,4 @@
-"""The README's examples for the other client APIs (Messages, embeddings), as written, against the default routes.yaml."""
+"""The README's examples for the other client APIs (Messages, embeddings), run as written on the default routes."""
 from __future__ import annotations
 
 import shlex

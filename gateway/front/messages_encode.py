@@ -18,10 +18,12 @@ import orjson
 from gateway.dialects.base import Completion, Delta, Usage
 from gateway.errors import GatewayError, error_body
 from gateway.front.thinktags import ThinkSplitter, split_whole
-from gateway.scrub import Scrubber
+from gateway.scrub import Scrubber, shapes
 from gateway.tokens import count_text
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
+_REBUILT = frozenset({"id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage"})
+_DELTA_REBUILT = frozenset({"type", "delta", "usage"})
 _KNOWN_STOPS = frozenset({"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal",
                           "model_context_window_exceeded"})
 # Required string (or object) fields of the blocks and deltas clients parse; other types need only `type`.
@@ -73,7 +75,9 @@ def _estimate(prompt: int, written: str, reasoning: str | None) -> Usage:
 def message_body(done: Completion, message_id: str, route: str, prompt: int) -> tuple[dict[str, Any], Usage, bool]:
     """The client's `message`, the usage to book, and whether it was estimated."""
     native = done.native[1] if done.native is not None and done.native[0] == "messages" else None
+    extra: dict[str, Any] = {}
     if native is not None:
+        extra = _extras(native, _REBUILT)   # `container`, say: as Anthropic said
         content = [b for b in map(_checked, native.get("content") or ()) if b is not None] \
             if isinstance(native.get("content"), list) else []
         stop, sequence = _stop_reason(native.get("stop_reason"), done.finish_reason), native.get("stop_sequence")
@@ -86,9 +90,10 @@ def message_body(done: Completion, message_id: str, route: str, prompt: int) -> 
             orjson.dumps(b["input"]).decode() for b in content if b["type"] == "tool_use")
         reasoning = "".join(b.get("thinking", "") for b in content if b["type"] == "thinking")
         usage = _estimate(prompt, written, reasoning)
-    body = {"id": message_id, "type": "message", "role": "assistant", "model": route, "content": content,
+    said = _clean_usage(native.get("usage"), "input_tokens") if native is not None and not estimated else None
+    body = {**extra, "id": message_id, "type": "message", "role": "assistant", "model": route, "content": content,
             "stop_reason": stop, "stop_sequence": sequence if isinstance(sequence, str) else None,
-            "usage": usage_block(usage)}
+            "usage": said or usage_block(usage)}
     return body, usage, estimated
 
 
@@ -213,8 +218,8 @@ class MessagesStream:
 
     def _message_start(self, usage: dict[str, Any], relayed: dict[str, Any] | None = None) -> bytes:
         """Ours, with what else an Anthropic upstream said of the message (`container`, say) relayed."""
-        message = {**(relayed or {}), "id": self._id, "type": "message", "role": "assistant", "model": self._model,
-                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
+        message = {**_extras(relayed or {}, _REBUILT), "id": self._id, "type": "message", "role": "assistant",
+                   "model": self._model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
         return event("message_start", {"type": "message_start", "message": message})
 
     def _begin(self, out: list[bytes], kind: str, block: dict[str, Any]) -> None:
@@ -302,7 +307,7 @@ class MessagesStream:
             said: dict[str, Any] = data["delta"] if isinstance(data.get("delta"), dict) else {}
             self._stop = (said.get("stop_reason"), said.get("stop_sequence"))
             self._stop_usage = _clean_usage(data.get("usage"), "output_tokens")
-            self._stop_extra = {k: v for k, v in data.items() if k not in ("type", "delta", "usage")}
+            self._stop_extra = _extras(data, _DELTA_REBUILT)
             return b""       # said once, by finish(), with every open block stopped first
         return b""           # message_stop (finish() says it) and events no client knows
 
@@ -312,6 +317,19 @@ class MessagesStream:
                        for i in sorted(self._relayed.values()))
         self._relayed.clear()
         return out
+
+
+def _extras(data: dict[str, Any], rebuilt: frozenset[str]) -> dict[str, Any]:
+    """The fields of an upstream object the gateway does not rebuild (a beta feature's, say), relayed as
+    Anthropic sent them, unless one holds something shaped like a key: those are dropped whole."""
+    out = {}
+    for k, v in data.items():
+        if k in rebuilt or not isinstance(k, str):
+            continue
+        text = orjson.dumps(v).decode()
+        if shapes(text) == text and shapes(k) == k:
+            out[k] = v
+    return out
 
 
 def _clean_usage(usage: Any, needed: str) -> dict[str, Any] | None:

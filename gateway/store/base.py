@@ -46,6 +46,22 @@ _SPEND_COUNTS = ", ".join([
     "SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END) AS errors"])
 
 TEXT_BOUND = 256           # any text column of a ledger row
+RESPONSE_COLUMNS = ("id", "key_id", "created_at", "input", "response")
+
+
+def response_values(row: dict[str, Any], strict: bool = False) -> tuple[str, ...]:
+    """A stored response as both stores write it, in RESPONSE_COLUMNS order. Its texts are JSON made by
+    orjson (no NUL, no lone surrogate); `strict`, the last try for a row a database refused: ASCII only."""
+    values = tuple(str(row[c]) for c in RESPONSE_COLUMNS)
+    if not strict:
+        return values
+    texts = tuple(v.replace("\x00", "").encode("ascii", "replace").decode() for v in values[:3])
+    try:   # the JSON again, every character outside ASCII escaped
+        return (*texts, *(json.dumps(json.loads(v), ensure_ascii=True) for v in values[3:]))
+    except ValueError:
+        return (*texts, "[]", "{}")
+
+
 CODE_BOUND = 64            # error_code: a short code, SPEC section 9
 _INT_MIN, _INT_MAX = -2**31, 2**31 - 1      # INTEGER in PostgreSQL; SQLite holds it too
 _CODE = re.compile(r"[a-z0-9_.\-]{1,64}")
@@ -252,6 +268,23 @@ class Store(abc.ABC):
         Each row goes through `ledger_values(row, strict)`; a value or a constraint the database still
         refuses raises `RowRefused`; a database that does not answer, `DatabaseUnavailable`.
         """
+    # -- stored responses (SPEC section 10.2) -------------------------------
+    @abc.abstractmethod
+    async def insert_responses(self, rows: list[dict[str, Any]], strict: bool = False) -> None:
+        """One transaction per batch of `responses` rows (RESPONSE_COLUMNS), as `insert_rows` for the ledger:
+        `RowRefused` for what the database refuses, `DatabaseUnavailable` when it does not answer."""
+
+    @abc.abstractmethod
+    async def get_response(self, response_id: str, key_id: str) -> tuple[str, str] | None:
+        """The `input` and `response` JSON texts of a response the key stored, or None."""
+
+    @abc.abstractmethod
+    async def delete_response(self, response_id: str, key_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def prune_responses(self, before: str) -> int:
+        """Delete the responses created before `before` (ISO-8601 UTC); how many went."""
+
 
     async def drain(self, rows: list[dict[str, Any]], batch: int, settled: Callable[[int], None],
                     linger: Callable[[], bool] = lambda: False, interval: float = 0.05) -> None:

@@ -27,6 +27,7 @@ import asyncpg
 from gateway.store.base import (
     KEY_COLUMNS,
     LEDGER_COLUMNS,
+    RESPONSE_COLUMNS,
     DatabaseUnavailable,
     KeyRow,
     RowRefused,
@@ -35,7 +36,7 @@ from gateway.store.base import (
     key_values,
     ledger_values,
     redact_url,
-    spend_sql,
+    response_values,
 )
 from gateway.store.migrate import apply_postgres_migrations
 
@@ -47,6 +48,8 @@ _UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, 
                 asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError)
 _KEYS = ", ".join(KEY_COLUMNS)
 # A row-level refusal: a value (class 22: a NUL, an untranslatable character, a number out of range, also
+_INSERT_RESPONSE = (f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
+                    f"VALUES ({', '.join(f'${i + 1}' for i in range(len(RESPONSE_COLUMNS)))}) ON CONFLICT DO NOTHING")
 # asyncpg's own encoding check, a ValueError) or a constraint (class 23). Caught before _UNAVAILABLE, which
 # holds asyncpg.InterfaceError, the base of that client-side DataError.
 _REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, TypeError)
@@ -247,3 +250,29 @@ class PostgresStore(Store):
         async with self._conn() as conn:
             rows = await conn.fetch(spend_sql(by, since, "$1"), *(() if since is None else (since,)))
         return [dict(row) for row in rows]
+
+    # -- stored responses --------------------------------------------------
+    async def insert_responses(self, rows: list[dict[str, Any]], strict: bool = False) -> None:
+        values = [response_values(r, strict) for r in rows]
+        async with self._conn() as conn:
+            try:
+                async with conn.transaction():
+                    await conn.executemany(_INSERT_RESPONSE, values)
+            except _REFUSED as exc:
+                raise RowRefused(_refusal(exc)) from None
+
+    async def get_response(self, response_id: str, key_id: str) -> tuple[str, str] | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow("SELECT input, response FROM responses WHERE id = $1 AND key_id = $2",
+                                      response_id, key_id)
+        return (row[0], row[1]) if row else None
+
+    async def delete_response(self, response_id: str, key_id: str) -> bool:
+        async with self._conn() as conn:
+            done: str = await conn.execute("DELETE FROM responses WHERE id = $1 AND key_id = $2", response_id, key_id)
+        return done != "DELETE 0"
+
+    async def prune_responses(self, before: str) -> int:
+        async with self._conn() as conn:
+            done: str = await conn.execute("DELETE FROM responses WHERE created_at < $1", before)
+        return int(done.split()[-1])

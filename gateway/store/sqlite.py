@@ -30,6 +30,7 @@ import orjson
 from gateway.store.base import (
     KEY_COLUMNS,
     LEDGER_COLUMNS,
+    RESPONSE_COLUMNS,
     DatabaseUnavailable,
     KeyRow,
     RowRefused,
@@ -37,7 +38,7 @@ from gateway.store.base import (
     key_changes,
     key_values,
     ledger_values,
-    spend_sql,
+    response_values,
 )
 from gateway.store.migrate import apply_migrations, migration_files
 
@@ -48,6 +49,8 @@ _INSERT_LEDGER = (f"INSERT INTO requests ({', '.join(LEDGER_COLUMNS)}) SELECT "
                   + " FROM json_each(?)")
 _KEYS = ", ".join(KEY_COLUMNS)
 _T = TypeVar("_T")
+_INSERT_RESPONSE = (f"INSERT OR IGNORE INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in RESPONSE_COLUMNS)})")
 _Job = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]   # future, function, arguments
 _REFUSED = (sqlite3.IntegrityError, sqlite3.DataError)
 # SQLite's primary result codes that mean "the database is not there or busy": locked too long, disk
@@ -204,6 +207,27 @@ def _update(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], key_id:
     row: tuple[Any, ...] | None = conn.execute(f"SELECT {_KEYS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
     return row
 
+def _insert_responses(conn: sqlite3.Connection, rows: list[tuple[str, ...]]) -> None:
+    """A batch of stored responses in one transaction; a row the database refuses fails the batch
+    (`RowRefused`), which the writer splits down to that row."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT_RESPONSE, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except _REFUSED as exc:
+        raise RowRefused(f"{type(exc).__name__} ({exc.sqlite_errorname})") from None
+
+
+def _change(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    """Rows an UPDATE or DELETE changed."""
+    return conn.execute(sql, params).rowcount
+
+
 
 def _dicts(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
     cur = conn.execute(sql, params)
@@ -297,4 +321,20 @@ class SqliteStore(Store):
         return {key_id: cost or 0.0 for key_id, cost in rows}
 
     async def spend(self, by: str, since: str | None = None) -> list[dict[str, Any]]:
-        return await self._run(_dicts, spend_sql(by, since, "?"), () if since is None else (since,))
+        return await self._run(_dicts, spend_sql(by, since, "?", postgres=False), () if since is None else (since,))
+
+    # -- stored responses --------------------------------------------------
+    async def insert_responses(self, rows: list[dict[str, Any]], strict: bool = False) -> None:
+        await self._run(_insert_responses, [response_values(r, strict) for r in rows])
+
+    async def get_response(self, response_id: str, key_id: str) -> tuple[str, str] | None:
+        rows = await self._run(_fetch, "SELECT input, response FROM responses WHERE id = ? AND key_id = ?",
+                               (response_id, key_id))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def delete_response(self, response_id: str, key_id: str) -> bool:
+        return await self._run(_change, "DELETE FROM responses WHERE id = ? AND key_id = ?",
+                                (response_id, key_id)) > 0
+
+    async def prune_responses(self, before: str) -> int:
+        return await self._run(_change, "DELETE FROM responses WHERE created_at < ?", (before,))
