@@ -24,16 +24,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from gateway.store.base import RowRefused, Store
+from gateway.store.base import RowRefused
 
 log = logging.getLogger("gateway.ledger")
 
 
+class Sink(Protocol):
+    """Where batches go: a `Store` for the ledger (or another table's batches, see responses.py)."""
+
+    async def insert_rows(self, rows: list[dict[str, Any]], strict: bool = False) -> None: ...
+    async def drain(self, rows: list[dict[str, Any]], batch: int, settled: Callable[[int], None],
+                    linger: Callable[[], bool] = ..., interval: float = ...) -> None: ...
+
+
 class LedgerWriter:
-    def __init__(self, store: Store, *, interval: float = 0.05, batch: int = 1000, max_buffer: int = 200_000):
+    def __init__(self, store: Sink, *, interval: float = 0.05, batch: int = 1000, max_buffer: int = 200_000,
+                 what: str = "ledger"):
         self.store = store
+        self.what = what      # the rows' name in log lines
         self.interval = interval
         self.batch = batch
         self.max_buffer = max_buffer
@@ -53,11 +64,22 @@ class LedgerWriter:
     def depth(self) -> int:
         return len(self._rows)
 
+    @property
+    def settled(self) -> int:
+        """Rows ever buffered that are written or set aside: the first `settled`, as rows leave in order."""
+        return self._settled
+
+    @property
+    def queued(self) -> int:
+        """Rows ever buffered (the last one recorded is row number `queued`)."""
+        return self._queued
+
     def record(self, row: dict[str, Any]) -> None:
         if len(self._rows) >= self.max_buffer:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error("ledger buffer full (%d rows): %d rows dropped so far", self.max_buffer, self.dropped)
+                log.error("%s buffer full (%d rows): %d rows dropped so far", self.what, self.max_buffer,
+                          self.dropped)
             return
         self._rows.append(row)
         self._queued += 1
@@ -97,7 +119,7 @@ class LedgerWriter:
                     continue
             except Exception as exc:  # DatabaseUnavailable (either store); anything else is retried alike
                 if not self._failing:
-                    log.error("ledger write failed, %d rows kept for retry: %s", len(self._rows), exc)
+                    log.error("%s write failed, %d rows kept for retry: %s", self.what, len(self._rows), exc)
                 self._failing = True
                 return
             if not self._rows:
@@ -112,7 +134,7 @@ class LedgerWriter:
         self._settled += count
         if self._failing:
             self._failing = False
-            log.warning("ledger writes recovered")
+            log.warning("%s writes recovered", self.what)
 
     async def _write_head(self, rows: list[dict[str, Any]]) -> None:
         """Write `rows`, the head of the buffer, and take each off it once written or set aside."""
@@ -135,12 +157,13 @@ class LedgerWriter:
         except RowRefused:
             self.rejected += 1
             self._settled += 1
-            log.error("ledger row set aside, the database refuses it (%s): request_id=%.64s key_id=%.64s; "
-                      "%d set aside so far", refused, row.get("request_id"), row.get("key_id"), self.rejected)
+            log.error("%s row set aside, the database refuses it (%s): request_id=%.64s key_id=%.64s; "
+                      "%d set aside so far", self.what, refused, row.get("request_id") or row.get("id"),
+                      row.get("key_id"), self.rejected)
         else:
             self._written(1)
-            log.warning("ledger row repaired after the database refused it (%s): request_id=%.64s",
-                        refused, row.get("request_id"))
+            log.warning("%s row repaired after the database refused it (%s): request_id=%.64s",
+                        self.what, refused, row.get("request_id") or row.get("id"))
 
     async def close(self) -> None:
         """Stop the background task between batches, then write what is left (retrying ~5 s)."""
@@ -154,7 +177,7 @@ class LedgerWriter:
                 break
             await asyncio.sleep(0.1)
         else:
-            log.error("ledger: %d rows could not be written at shutdown", len(self._rows))
+            log.error("%s: %d rows could not be written at shutdown", self.what, len(self._rows))
         if self._drain is not None:
             await asyncio.wait([self._drain])   # a store's drain ends at once when closing
 

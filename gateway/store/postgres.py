@@ -37,6 +37,7 @@ from gateway.store.base import (
     ledger_values,
     redact_url,
     response_values,
+    spend_sql,
 )
 from gateway.store.migrate import apply_postgres_migrations
 

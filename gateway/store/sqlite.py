@@ -39,6 +39,7 @@ from gateway.store.base import (
     key_values,
     ledger_values,
     response_values,
+    spend_sql,
 )
 from gateway.store.migrate import apply_migrations, migration_files
 
@@ -321,7 +322,7 @@ class SqliteStore(Store):
         return {key_id: cost or 0.0 for key_id, cost in rows}
 
     async def spend(self, by: str, since: str | None = None) -> list[dict[str, Any]]:
-        return await self._run(_dicts, spend_sql(by, since, "?", postgres=False), () if since is None else (since,))
+        return await self._run(_dicts, spend_sql(by, since, "?"), () if since is None else (since,))
 
     # -- stored responses --------------------------------------------------
     async def insert_responses(self, rows: list[dict[str, Any]], strict: bool = False) -> None:
