@@ -22,7 +22,7 @@ from gateway.appkeys import (
 )
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.core import count
+from gateway.core import count, stored
 from gateway.core.endpoint import endpoint
 from gateway.core.router import Router
 from gateway.core.table import RoutingTable
@@ -81,10 +81,11 @@ def create_app(config: Config, options: ServerOptions, clock: Clock | None = Non
     logs.scrub_with(app[SCRUBBER])
     app[ROUTER] = Router()
     app[METRICS] = Metrics(app[ROUTER], lambda: app.get(LEDGER), app[CLOCK])
-    app.cleanup_ctx.extend([_store_ctx, _limiter_ctx, _upstream_ctx, watchers_ctx])
+    app.cleanup_ctx.extend([_store_ctx, stored.memory_ctx, _limiter_ctx, _upstream_ctx, watchers_ctx])
     for front in FRONTS.values():
         app.router.add_post(front.path, endpoint(front))
     app.router.add_post(count.PATH, count.count_tokens)
+    stored.add_routes(app)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)

@@ -15,6 +15,7 @@ from gateway.ops.metrics import Metrics
 from gateway.scrub import Scrubber
 from gateway.store import Store, redact_url
 from gateway.store.ledger import LedgerWriter
+from gateway.store.responses import ResponseMemory
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ServerOptions:
     body_timeout: float = 30.0         # a client that has not sent its whole body by then is dropped
     ledger: bool = True           # False only for the benchmark's ledger-off run
     limiter_url: str | None = None   # `memory` or `redis://...` (--limits, GATEWAY_LIMITS); None: settings.limiter
+    prune_interval: float = 3600.0   # seconds between deletions of stored responses past settings.responses_days
 
     def __repr__(self) -> str:  # never show the master key
         return f"ServerOptions(config_path={self.config_path!r}, db_path={redact_url(self.db_path)!r})"
@@ -51,6 +53,7 @@ UPSTREAM = web.AppKey("upstream", Upstream)
 METRICS = web.AppKey("metrics", Metrics)
 LIMITER = web.AppKey("limiter", Limiter)
 SCRUBBER = web.AppKey("scrubber", Scrubber)
+RESPONSES = web.AppKey("responses", ResponseMemory)   # stored responses (SPEC 10.2)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 ENVELOPE = web.RequestKey("envelope", str)   # the error envelope of the API the client speaks

@@ -50,6 +50,8 @@ class Settings(_Strict):
     # `--limits` / GATEWAY_LIMITS win over it. `limiter_fallback`: what to do while Redis is away.
     limiter: str = Field("memory", repr=False)          # a Redis URL may carry a password
     limiter_fallback: Literal["refuse", "memory"] = "refuse"
+    # days a stored response (POST /v1/responses, SPEC 10.2) is kept for previous_response_id and GET
+    responses_days: int = Field(30, ge=1)
 
     @field_validator("limiter")
     @classmethod

@@ -9,6 +9,7 @@ whatever happens (`finally`).
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -27,6 +28,7 @@ from gateway.appkeys import (
     TABLE,
     UPSTREAM,
 )
+from gateway.core import stored
 from gateway.core.attempts import Attempts, Plan, plan, worst_cost
 from gateway.core.exchange import Exchange
 from gateway.core.relay import relay_stream
@@ -34,7 +36,7 @@ from gateway.core.table import RouteEntry, RoutingTable, TargetEntry
 from gateway.core.upstream import AttemptFailed
 from gateway.dialects.base import Completion
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
-from gateway.front.base import ClientRequest, Front
+from gateway.front.base import Answerer, ClientRequest, ContinuingFront, Front, StreamEncoder
 from gateway.front.body import credential, read_body
 from gateway.ops import logs
 from gateway.store import utc_iso
@@ -98,6 +100,8 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front:
         raise PermissionDenied(f"This key may not use the model {entry.name!r}.", param="model")
     ex.streaming(body.get("stream") is True)   # said before decoding, so a refused request's row says it too
     asked: ClientRequest = front.decode(body, settings.unsupported_params == "drop", request.headers)
+    if asked.recall is not None:   # it continues a stored answer: the whole conversation, translated
+        asked = await stored.resume(app, cast(ContinuingFront, front), asked, ex.key.row.id)
     if asked.dropped:
         ex.headers["x-gateway-dropped-params"] = ",".join(asked.dropped)
     candidates = entry.candidates(asked.thinking)
@@ -110,13 +114,23 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front:
     ex.admitted(await app[LIMITER].admit(ex.key, clock.now(), prompt, worst_cost(plans, prompt)))
     order = app[ROUTER].order(entry.name, entry.route, list(plans), clock.now())
     created = int(clock.now())
+    speaker: Answerer = asked.answerer or front
     if asked.stream:
-        return await relay_stream(request, ex, entry, order, plans, lambda: front.stream_encoder(
-            ex.request_id, created, entry.name, asked.include_usage, prompt))
+        encoders: list[StreamEncoder] = []   # one per attempt; the last is the one that answered
+
+        def encoder() -> StreamEncoder:
+            encoders.append(speaker.stream_encoder(ex.request_id, created, entry.name, asked.include_usage, prompt))
+            return encoders[-1]
+        response = await relay_stream(request, ex, entry, order, plans, encoder)
+        if asked.keep and encoders:
+            stored.keep(app, ex, cast(ContinuingFront, front), asked, utc_iso(clock.now()), encoder=encoders[-1])
+        return response
     done = await _complete(request, ex, entry, order, plans)
-    answer, usage, estimated = front.answer(done, ex.request_id, created, entry.name, prompt)
+    answer, usage, estimated = speaker.answer(done, ex.request_id, created, entry.name, prompt)
     ex.book(usage, estimated)
     ex.answered(clock.monotonic())
+    if asked.keep:
+        stored.keep(app, ex, cast(ContinuingFront, front), asked, utc_iso(clock.now()), answer=answer)
     return web.Response(body=answer, content_type="application/json", headers=ex.headers)
 
 

@@ -7,8 +7,8 @@ answer and events. Adding an API is one module here and a line below.
 """
 from __future__ import annotations
 
-from gateway.front import chat, embeddings, messages
+from gateway.front import chat, embeddings, messages, responses
 from gateway.front.base import Front
 
-_MODULES: tuple[Front, ...] = (chat, messages, embeddings)
+_MODULES: tuple[Front, ...] = (chat, messages, embeddings, responses)
 FRONTS: dict[str, Front] = {m.name: m for m in _MODULES}

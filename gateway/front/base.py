@@ -28,6 +28,9 @@ class ClientRequest:
     native: dict[str, Any] | None = None
     forward: dict[str, str] = field(default_factory=dict)   # client headers a native target may read
     unseen: int = 0   # estimated prompt tokens that only `native` carries (a document, say): reservations count them
+    recall: str | None = None   # a stored answer this request continues (Responses' previous_response_id)
+    answerer: Answerer | None = None   # answers for this request, when they repeat what it asked; else the front
+    keep: bool = False          # the answer is stored, to be continued or read back (Responses' `store`)
 
 
 class StreamEncoder(Protocol):
@@ -41,6 +44,15 @@ class StreamEncoder(Protocol):
     def final_usage(self) -> Usage: ...
     @property
     def usage_estimated(self) -> bool: ...
+
+
+class Answerer(Protocol):
+    """What encodes answers: a front module, or an object a front binds to one request (`ClientRequest.answerer`)."""
+
+    def answer(self, done: Completion, request_id: str, created: int, route: str,
+               prompt: int) -> tuple[bytes, Usage, bool]: ...
+    def stream_encoder(self, request_id: str, created: int, route: str, include_usage: bool,
+                       prompt: int) -> StreamEncoder: ...
 
 
 class Front(Protocol):
@@ -57,3 +69,17 @@ class Front(Protocol):
                prompt: int) -> tuple[bytes, Usage, bool]: ...
     def stream_encoder(self, request_id: str, created: int, route: str, include_usage: bool,
                        prompt: int) -> StreamEncoder: ...
+
+
+class ContinuingFront(Front, Protocol):
+    """A front whose answers are stored and continued (`ClientRequest.recall` / `keep`)."""
+
+    def resume(self, asked: ClientRequest, items: list[dict[str, Any]], output: list[dict[str, Any]]) -> ClientRequest:
+        """`asked` continuing a stored conversation: its input `items`, then the stored answer's `output`."""
+        ...
+    def conversation(self, asked: ClientRequest) -> list[dict[str, Any]]:
+        """What is stored with the answer to `asked`: the whole conversation it answered."""
+        ...
+    def stored_answer(self, encoder: StreamEncoder) -> bytes | None:
+        """A finished stream's answer, as a non-stream answer would have been (None: it did not finish)."""
+        ...
