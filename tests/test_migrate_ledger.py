@@ -1,7 +1,8 @@
-"""Existing ledgers are upgraded in place: a database made by the previous schema (migrations up to 0002,
-rows written as the gateway then wrote them) opens under the current one on SQLite and PostgreSQL, every
-row kept with every value, the new columns at their defaults, the spend views and the facts budgets are
-rebuilt from summing to what they summed before; and the upgraded ledger takes new rows at once.
+"""Existing ledgers are upgraded in place: a database made by a previous schema (before the cached-token
+columns of 0003, or before the spend roll-ups of 0005; rows written as the gateway then wrote them) opens
+under the current one on SQLite and PostgreSQL, every row kept with every value, the new columns at their
+defaults, the roll-ups built from its rows so the spend views and the facts budgets are rebuilt from
+equal the sums over every row; and the upgraded ledger takes new rows at once.
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from gateway.keys import KeyRegistry
 from gateway.store import is_postgres_url, open_store, utc_iso
 from gateway.store.migrate import _statements, migration_files
 from tests.pg import to_dollar_params
+from tests.test_rollups import COUNTED, SUMS, VIEW_COLUMNS, same
 
-PREVIOUS = "0003"     # the first migration the previous schema did not have
 OLD_COLUMNS = ("request_id", "key_id", "created_at", "route", "provider", "upstream_model", "stream", "status",
                "http_status", "error_code", "prompt_tokens", "completion_tokens", "reasoning_tokens", "total_tokens",
                "cost_usd", "latency_ms", "ttft_ms", "attempts", "usage_source")
@@ -50,10 +51,11 @@ async def sql(url: str, statement: str, params: tuple = ()) -> list[tuple]:
         con.close()
 
 
-async def previous_schema_database(url: str, rows: list[tuple]) -> None:
-    """The database the previous gateway made: its migration files only, applied as its runner did."""
+async def previous_schema_database(url: str, rows: list[tuple], previous: str) -> None:
+    """The database a previous gateway made: its migration files only (those before `previous`), applied
+    as its runner did, and rows as it wrote them."""
     old = [(name, text) for name, text in migration_files("postgres" if is_postgres_url(url) else "sqlite")
-           if name < PREVIOUS]
+           if name < previous]
     keys = [(f"key_{k}", f"k{k}", f"sk-{k}", f"hash{k}", 100, 1000, 10.0, "never", None, utc_iso(T0), None,
              utc_iso(T0)) for k in range(3)]
     insert_keys = f"INSERT INTO api_keys VALUES ({', '.join('?' * 12)})"
@@ -109,11 +111,21 @@ def admitted_sums(rows: list[tuple]) -> dict[str, list[tuple]]:
     return out
 
 
+async def views_match_the_rows(url: str) -> None:
+    """Each spend view equals its sums taken over every row of the ledger, by the views' rules."""
+    for view, column in (("spend_by_key", "key_id"), ("spend_by_model", "route"),
+                         ("spend_by_day", "substr(created_at, 1, 10)")):
+        shown = await sql(url, f"SELECT {VIEWS[view]}, {', '.join(VIEW_COLUMNS)} FROM {view}")
+        direct = await sql(url, f"SELECT {column}, {SUMS} FROM requests WHERE {COUNTED} GROUP BY {column}")
+        assert same(shown, direct), view
+
+
+@pytest.mark.parametrize("previous", ["0003", "0005"])    # before cached tokens; before the spend roll-ups
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-async def test_a_ledger_of_the_previous_schema_is_upgraded_in_place(kind, tmp_path, pg_databases):
+async def test_a_ledger_of_the_previous_schema_is_upgraded_in_place(kind, previous, tmp_path, pg_databases):
     url = str(tmp_path / "old.db") if kind == "sqlite" else await pg_databases.url("old")
     rows = old_rows(2_000)
-    await previous_schema_database(url, rows)
+    await previous_schema_database(url, rows, previous)
     store = await open_store(url)
     try:
         versions = [r[0] for r in await sql(url, "SELECT version FROM schema_migrations ORDER BY version")]
@@ -125,6 +137,7 @@ async def test_a_ledger_of_the_previous_schema_is_upgraded_in_place(kind, tmp_pa
             [("chat.completions", 0, 0, len(rows))]
         assert await view_sums(url) == admitted_sums(rows)     # the views now count admitted requests only
         assert {r[0] for r in await sql(url, "SELECT cached_tokens FROM spend_by_day")} == {0}
+        await views_match_the_rows(url)
         registry = KeyRegistry()
         await registry.load(store, T0 + 19 * DAY + 3_000)
         for k in range(3):
@@ -139,5 +152,6 @@ async def test_a_ledger_of_the_previous_schema_is_upgraded_in_place(kind, tmp_pa
         day = utc_iso(T0 + 19 * DAY)[:10]
         (row,) = await sql(url, "SELECT cached_tokens FROM spend_by_day WHERE day = ?", (day,))
         assert row == (60,)
+        await views_match_the_rows(url)
     finally:
         await store.close()

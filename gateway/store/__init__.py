@@ -7,7 +7,8 @@ ISO-8601 UTC text, so the same SQL answers in `sqlite3` and in `psql`; both rais
 two errors (`DatabaseUnavailable`: retry later; `RowRefused`: this row, never). All SQL lives
 in base.py, the two drivers, and `migrations/` (applied by migrate.py); the same test suite
 runs against both (`tests/test_store.py`), so they cannot drift apart. ledger.py is the
-batched writer of the ledger; rebuild.py the one read windows and budgets are rebuilt from.
+batched writer of the ledger; rebuild.py the one read windows and budgets are rebuilt from; rollup.py
+the spend roll-ups (per day, key and route) that spend is read from, so it costs keys x days, not rows.
 """
 from __future__ import annotations
 

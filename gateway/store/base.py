@@ -25,25 +25,11 @@ LEDGER_COLUMNS = ("request_id", "key_id", "created_at", "route", "provider", "up
 KEY_COLUMNS = ("id", "name", "key_prefix", "key_hash", "rpm_limit", "tpm_limit", "max_budget", "budget_period",
                "models", "created_at", "revoked_at", "updated_at")
 KEY_UPDATABLE = frozenset({"name", "rpm_limit", "tpm_limit", "max_budget", "budget_period", "models", "revoked_at"})
-SPEND_VIEWS = {"key": "spend_by_key", "model": "spend_by_model", "day": "spend_by_day"}
-_SPEND_GROUPS = {
-    "key": ("r.key_id AS key_id, k.name AS name", "r.key_id, k.name", "LEFT JOIN api_keys k ON k.id = r.key_id"),
-    "model": ("r.route AS model", "r.route", ""),
-    "day": ("substr(r.created_at, 1, 10) AS day", "substr(r.created_at, 1, 10)", ""),
-}
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-# What the spend views count (migrations/0004_spend_counts_admitted.sql, the same SQL in both stores):
-# admitted requests, their tokens and cost, and beside them the refusals for a key's limits, budget or
-# model list, and the upstream errors. Other rejected rows (client mistakes) are not spend.
+# What the spend views count (migrations/0004_spend_counts_admitted.sql; the roll-ups of rollup.py keep the
+# same rules): admitted requests, their tokens and cost, and beside them the refusals for a key's limits,
+# budget or model list, and the upstream errors. Other rejected rows (client mistakes) are not spend.
 REFUSAL_CODES = ("rate_limit_exceeded", "request_exceeds_limit", "budget_exceeded", "model_not_allowed")
-_SPEND_ROWS = f"(r.status <> 'rejected' OR r.error_code IN ({', '.join(repr(c) for c in REFUSAL_CODES)}))"
-_SPEND_COUNTS = ", ".join([
-    "SUM(CASE WHEN r.status <> 'rejected' THEN 1 ELSE 0 END) AS requests",
-    *(f"SUM(CASE WHEN r.status <> 'rejected' THEN r.{c} ELSE 0 END) AS {c}"
-      for c in ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")),
-    "SUM(r.cost_usd) AS cost_usd",
-    "SUM(CASE WHEN r.status = 'rejected' THEN 1 ELSE 0 END) AS refused",
-    "SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END) AS errors"])
 
 TEXT_BOUND = 256           # any text column of a ledger row
 RESPONSE_COLUMNS = ("id", "key_id", "created_at", "input", "response")
@@ -177,18 +163,6 @@ class DatabaseUnavailable(ServiceUnavailable):
     def __init__(self, reason: str, message: str | None = None):
         self.reason = reason
         super().__init__(message or f"The database does not answer ({reason}).", code="database_unavailable")
-
-
-def spend_sql(by: str, since: str | None, placeholder: str) -> str:
-    """Rows of the `spend_by_*` view; with `since`, the same grouping over the later rows only."""
-    if since is None:
-        sql = f"SELECT * FROM {SPEND_VIEWS[by]}"
-    else:
-        columns, group, join = _SPEND_GROUPS[by]
-        sql = (f"SELECT {columns}, {_SPEND_COUNTS} "
-               f"FROM requests r {join} WHERE r.created_at >= {placeholder} AND {_SPEND_ROWS} GROUP BY {group}")
-    first = {"key": "key_id", "model": "model", "day": "day"}[by]
-    return sql + (" ORDER BY day" if by == "day" else f" ORDER BY cost_usd DESC, requests DESC, {first}")
 
 
 @dataclass

@@ -37,9 +37,9 @@ from gateway.store.base import (
     ledger_values,
     redact_url,
     response_values,
-    spend_sql,
 )
 from gateway.store.migrate import apply_postgres_migrations
+from gateway.store.rollup import spend_since_sql, spend_sql
 
 POOL_MIN, POOL_MAX = 1, 4
 CONNECT_TIMEOUT = 5.0      # a server that is away must not hold a request to /health or a ledger batch for long
@@ -243,13 +243,13 @@ class PostgresStore(Store):
 
     async def spend_since(self, since: str) -> dict[str, float]:
         async with self._conn() as conn:
-            rows = await conn.fetch("SELECT key_id, SUM(cost_usd) FROM requests WHERE created_at >= $1 "
-                                    "GROUP BY key_id", since)
+            sql, params = spend_since_sql(since, "$1", "$2")
+            rows = await conn.fetch(sql, *params)
         return {row[0]: row[1] or 0.0 for row in rows}
 
     async def spend(self, by: str, since: str | None = None) -> list[dict[str, Any]]:
         async with self._conn() as conn:
-            rows = await conn.fetch(spend_sql(by, since, "$1"), *(() if since is None else (since,)))
+            rows = await conn.fetch(spend_sql(by, since, "$1", postgres=True), *(() if since is None else (since,)))
         return [dict(row) for row in rows]
 
     # -- stored responses --------------------------------------------------

@@ -39,9 +39,9 @@ from gateway.store.base import (
     key_values,
     ledger_values,
     response_values,
-    spend_sql,
 )
 from gateway.store.migrate import apply_migrations, migration_files
+from gateway.store.rollup import ROLL_UP_SQLITE, spend_since_sql, spend_sql
 
 # A whole batch travels as one JSON parameter of one statement (its own transaction: whole or not at
 # all): executemany would take the GIL once per row, and starve the event loop under load.
@@ -192,7 +192,16 @@ def _insert(conn: sqlite3.Connection, rows: list[dict[str, Any]], strict: bool =
     except orjson.JSONEncodeError as exc:
         raise RowRefused(type(exc).__name__) from None
     try:
-        conn.execute(_INSERT_LEDGER, (batch,))
+        conn.execute("BEGIN IMMEDIATE")     # the batch and its spend roll-ups: whole or not at all
+        try:
+            last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
+            conn.execute(_INSERT_LEDGER, (batch,))
+            conn.execute(ROLL_UP_SQLITE, (last,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
     except _REFUSED as exc:            # a CHECK, NOT NULL or foreign key; a value too big
         raise RowRefused(f"{type(exc).__name__} ({exc.sqlite_errorname})") from None
     # locked, disk full, I/O: DatabaseUnavailable (translated by _Worker), the ledger writer keeps the rows
@@ -317,12 +326,11 @@ class SqliteStore(Store):
                                (since,))
 
     async def spend_since(self, since: str) -> dict[str, float]:
-        rows = await self._run(_fetch, "SELECT key_id, SUM(cost_usd) FROM requests WHERE created_at >= ? "
-                                       "GROUP BY key_id", (since,))
+        rows = await self._run(_fetch, *spend_since_sql(since, "?1", "?2"))
         return {key_id: cost or 0.0 for key_id, cost in rows}
 
     async def spend(self, by: str, since: str | None = None) -> list[dict[str, Any]]:
-        return await self._run(_dicts, spend_sql(by, since, "?"), () if since is None else (since,))
+        return await self._run(_dicts, spend_sql(by, since, "?", postgres=False), () if since is None else (since,))
 
     # -- stored responses --------------------------------------------------
     async def insert_responses(self, rows: list[dict[str, Any]], strict: bool = False) -> None:

@@ -1,0 +1,229 @@
+"""A ledger that grows for years: how start-up, key and spend reports, and ledger writes scale with its rows.
+
+    python bench/ledger.py build   --db DB --rows 3000000 [--keys 201] [--days 90] [--before 0005]
+    python bench/ledger.py measure --db DB [--repeat 3]
+    python bench/ledger.py write   --db DB [--batches 30]
+
+DB is a SQLite path or a postgresql:// URL. `build` makes a ledger as a gateway of the schema before
+migration `--before` would have it (the migrations before it, then `--rows` rows over `--days` days and
+`--keys` keys, made in SQL so 30 million rows take minutes, not hours). `measure` times, on whatever code
+runs it: `gateway serve` until /health answers, `GET /admin/keys`, `gateway keys list` and
+`gateway spend --by key|model|day` (each a whole process, as a user runs it; opening the database first
+applies pending migrations, so run it once to upgrade and time that, then again). `write` times the
+ledger's own write path (`Store.insert_rows`, batches of 1,000 rows) on the big ledger. bench/ledger.sh
+runs all of it against the code before and after the spend roll-ups.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+T0 = 1_756_684_800          # 2025-09-01T00:00:00Z: the ledger's first day
+MASTER = "bench-master-key-0123456789abcdef"
+ROUTES = "providers:\n  demo: {dialect: mock}\nroutes:\n  demo-chat:\n    targets: [{provider: demo, model: chat, " \
+         "price: {input: 1.0, output: 2.0}}]\n"
+
+
+def postgres(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def _rows_sql(rows: int, keys: int, days: int, pg: bool) -> str:
+    """Rows in time order: keys round-robin, three routes, 2% refused (budget), 1% upstream errors."""
+    span = days * 86_400
+    i = "g.i" if pg else "i"
+    at = (f"to_char(to_timestamp({T0} + {i}::float8 * {span} / {rows}) AT TIME ZONE 'UTC', "
+          "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')" if pg else
+          f"strftime('%Y-%m-%dT%H:%M:%fZ', {T0} + {i} * {span}.0 / {rows}, 'unixepoch')")
+    cat = "||"
+    select = (f"SELECT 'req-' {cat} {i}, 'key_' {cat} ({i} % {keys}), {at}, "
+              f"CASE {i} % 3 WHEN 0 THEN 'demo-chat' WHEN 1 THEN 'gpt' ELSE 'claude' END, 'demo', 'chat', {i} % 2, "
+              f"CASE WHEN {i} % 50 = 0 THEN 'rejected' WHEN {i} % 100 = 1 THEN 'error' ELSE 'ok' END, "
+              f"CASE WHEN {i} % 50 = 0 THEN 429 WHEN {i} % 100 = 1 THEN 502 ELSE 200 END, "
+              f"CASE WHEN {i} % 50 = 0 THEN 'budget_exceeded' WHEN {i} % 100 = 1 THEN 'upstream_error' END, "
+              f"CASE WHEN {i} % 50 = 0 THEN 0 ELSE 200 + {i} % 900 END, "
+              f"CASE WHEN {i} % 50 = 0 THEN 0 ELSE 20 + {i} % 300 END, "
+              f"CASE WHEN {i} % 50 = 0 THEN 0 ELSE 220 + {i} % 900 + {i} % 300 END, "
+              f"CASE WHEN {i} % 50 = 0 THEN 0 ELSE (200 + {i} % 900 + 2 * (20 + {i} % 300)) / 1e6 END, "
+              f"12.5 + {i} % 40, 1, 'upstream'")
+    columns = ("request_id, key_id, created_at, route, provider, upstream_model, stream, status, http_status, "
+               "error_code, prompt_tokens, completion_tokens, total_tokens, cost_usd, latency_ms, attempts, "
+               "usage_source")
+    if pg:
+        return f"INSERT INTO requests ({columns}) {select} FROM generate_series(0, {rows} - 1) AS g(i)"
+    return (f"INSERT INTO requests ({columns}) WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n "
+            f"WHERE i + 1 < {rows}) {select} FROM n")
+
+
+def _keys(keys: int) -> list[tuple]:
+    when = "2025-09-01T00:00:00.000Z"
+    return [(f"key_{k}", f"team-{k}", "sk-bench00", f"{k:064x}", 1000, 1_000_000, 1e9, "monthly", None, when,
+             None, when) for k in range(keys)]
+
+
+async def build(db: str, rows: int, keys: int, days: int, before: str) -> None:
+    from gateway.store.migrate import _statements, migration_files
+
+    files = [(n, t) for n, t in migration_files("postgres" if postgres(db) else "sqlite") if n < before]
+    began = time.monotonic()
+    if postgres(db):
+        import asyncpg
+        conn = await asyncpg.connect(db)
+        try:
+            for name, text in files:
+                await conn.execute(text)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", name)
+            await conn.executemany(f"INSERT INTO api_keys VALUES ({', '.join(f'${i}' for i in range(1, 13))})",
+                                   _keys(keys))
+            step = 1_000_000
+            for start in range(0, rows, step):     # in slices: one transaction of 30M rows would hold a lot
+                n = min(step, rows - start)
+                await conn.execute(_rows_sql(n, keys, days, True).replace("g.i", f"(g.i + {start})")
+                                   .replace(f"/ {n})", f"/ {rows})"))
+            await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+    else:
+        con = sqlite3.connect(db, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        for name, text in files:
+            for statement in _statements(text):
+                con.execute(statement)
+            con.execute("INSERT INTO schema_migrations (version) VALUES (?)", (name,))
+        con.executemany(f"INSERT INTO api_keys VALUES ({', '.join('?' * 12)})", _keys(keys))
+        con.execute("BEGIN")
+        con.execute(_rows_sql(rows, keys, days, False))
+        con.execute("COMMIT")
+        con.close()
+        os.chmod(db, 0o600)
+    print(json.dumps({"built": rows, "keys": keys, "days": days, "schema_before": before,
+                      "seconds": round(time.monotonic() - began, 1)}))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _gateway(*args: str, env: dict[str, str]) -> float:
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, env=env,
+                          timeout=3600)
+    if done.returncode != 0:
+        raise SystemExit(f"gateway {' '.join(args)} failed: {done.stderr[-500:]}")
+    return time.monotonic() - began
+
+
+def _get(url: str, key: str | None = None) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            resp.read()
+            return int(resp.status)
+    except OSError:
+        return 0
+
+
+def _serve(db: str, config: str, env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from `gateway serve` to a 200 from /health, and one GET /admin/keys once it answers."""
+    port = _free_port()
+    with tempfile.TemporaryFile() as log:
+        began = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--db", db, "--config", config,
+                                 "--port", str(port), "--no-access-log"], env=env, stdout=log, stderr=log)
+        try:
+            while _get(f"http://127.0.0.1:{port}/health") != 200:
+                if proc.poll() is not None or time.monotonic() - began > 3600:
+                    log.seek(0)
+                    raise SystemExit(f"gateway serve did not start: {log.read()[-800:].decode(errors='replace')}")
+                time.sleep(0.02)
+            ready = time.monotonic() - began
+            began = time.monotonic()
+            assert _get(f"http://127.0.0.1:{port}/admin/keys", MASTER) == 200
+            return ready, time.monotonic() - began
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def measure(db: str, repeat: int) -> None:
+    env = {**os.environ, "GATEWAY_MASTER_KEY": MASTER}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = str(Path(tmp) / "routes.yaml")
+        Path(config).write_text(ROUTES)
+        common = ("--db", db, "--config", config)
+        first = _gateway("spend", "--by", "day", "--json", *common, env=env)   # applies pending migrations
+        times: dict[str, list[float]] = {}
+        for _ in range(repeat):
+            ready, admin = _serve(db, config, env)
+            times.setdefault("serve_ready_s", []).append(ready)
+            times.setdefault("admin_keys_s", []).append(admin)
+            times.setdefault("keys_list_s", []).append(_gateway("keys", "list", "--json", *common, env=env))
+            for by in ("key", "model", "day"):
+                times.setdefault(f"spend_{by}_s", []).append(_gateway("spend", "--by", by, "--json", *common,
+                                                                      env=env))
+        times["python_start_s"] = [_gateway("--version", env=env) for _ in range(repeat)]
+    out = {"first_open_s": round(first, 2), **{k: round(statistics.median(v), 3) for k, v in times.items()}}
+    print(json.dumps(out))
+
+
+async def write(db: str, batches: int) -> None:
+    """Microseconds per ledger row written by the store's own path (batches of 1,000, one transaction each)."""
+    from gateway.store import open_store
+
+    store = await open_store(db)
+    try:
+        per_row = []
+        for b in range(batches):
+            at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(T0 + 95 * 86_400 + b))
+            rows = [{"request_id": f"w{b}-{i}", "key_id": f"key_{i % 201}", "created_at": at, "route": "demo-chat",
+                     "provider": "demo", "upstream_model": "chat", "stream": 0, "status": "ok", "http_status": 200,
+                     "prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340, "cost_usd": 0.00038,
+                     "latency_ms": 20.0, "attempts": 1, "usage_source": "upstream"} for i in range(1000)]
+            began = time.perf_counter()
+            await store.insert_rows(rows)
+            per_row.append((time.perf_counter() - began) / len(rows) * 1e6)
+    finally:
+        await store.close()
+    print(json.dumps({"write_us_per_row_median": round(statistics.median(per_row), 2),
+                      "write_us_per_row_p90": round(sorted(per_row)[int(len(per_row) * 0.9)], 2)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--db", required=True)
+    b.add_argument("--rows", type=int, default=3_000_000)
+    b.add_argument("--keys", type=int, default=201)
+    b.add_argument("--days", type=int, default=90)
+    b.add_argument("--before", default="0005", help="build the schema of the migrations before this one")
+    m = sub.add_parser("measure")
+    m.add_argument("--db", required=True)
+    m.add_argument("--repeat", type=int, default=3)
+    w = sub.add_parser("write")
+    w.add_argument("--db", required=True)
+    w.add_argument("--batches", type=int, default=30)
+    args = parser.parse_args()
+    if args.command == "build":
+        asyncio.run(build(args.db, args.rows, args.keys, args.days, args.before))
+    elif args.command == "measure":
+        measure(args.db, args.repeat)
+    else:
+        asyncio.run(write(args.db, args.batches))
+
+
+if __name__ == "__main__":
+    main()
