@@ -298,12 +298,19 @@ class ResponsesStream:
             item = checked_item(data.get("item"))
             index = self._relayed.pop(data.get("output_index"), None)
             if item is not None and index is not None:
+                if isinstance(self._output[index].get("id"), str):   # one identity per item, as clients check
+                    item = {**item, "id": self._output[index]["id"]}
                 self._output[index] = item
                 out.append(self._event(kind, {"output_index": index, "item": item}))
         elif kind in _RELAYED:
             index = self._relayed.get(data.get("output_index"))
             fields = _fields(data, _RELAYED[kind])
             if index is not None and fields is not None:
+                item = self._output[index]   # the item it belongs to says its id and name, whatever the event says
+                if isinstance(item.get("id"), str):
+                    fields["item_id"] = item["id"]
+                if kind == "response.function_call_arguments.done" and isinstance(item.get("name"), str):
+                    fields["name"] = item["name"]
                 if "delta" in fields:
                     (self._reasoning if "reasoning" in kind else self._written).append(fields["delta"])
                 if kind.startswith("response.output_text."):
