@@ -33,6 +33,7 @@ from gateway.limiter import ledger_facts, open_limiter
 from gateway.middleware import error_middleware, request_id_middleware
 from gateway.ops import admin, handlers, logs, ui
 from gateway.ops.metrics import Metrics
+from gateway.ops.tracing import tracing_ctx
 from gateway.ops.watch import watchers_ctx
 from gateway.scrub import Scrubber, config_secrets
 from gateway.store import open_store
@@ -81,7 +82,7 @@ def create_app(config: Config, options: ServerOptions, clock: Clock | None = Non
     logs.scrub_with(app[SCRUBBER])
     app[ROUTER] = Router()
     app[METRICS] = Metrics(app[ROUTER], lambda: app.get(LEDGER), app[CLOCK])
-    app.cleanup_ctx.extend([_store_ctx, stored.memory_ctx, _limiter_ctx, _upstream_ctx, watchers_ctx])
+    app.cleanup_ctx.extend([tracing_ctx, _store_ctx, stored.memory_ctx, _limiter_ctx, _upstream_ctx, watchers_ctx])
     for front in FRONTS.values():
         app.router.add_post(front.path, endpoint(front))
     app.router.add_post(count.PATH, count.count_tokens)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -16,6 +17,9 @@ from gateway.scrub import Scrubber
 from gateway.store import Store, redact_url
 from gateway.store.ledger import LedgerWriter
 from gateway.store.responses import ResponseMemory
+
+if TYPE_CHECKING:
+    from gateway.ops.otel import Tracing
 
 
 @dataclass
@@ -53,6 +57,7 @@ UPSTREAM = web.AppKey("upstream", Upstream)
 METRICS = web.AppKey("metrics", Metrics)
 LIMITER = web.AppKey("limiter", Limiter)
 SCRUBBER = web.AppKey("scrubber", Scrubber)
+TRACING: web.AppKey[Tracing | None] = web.AppKey("tracing")   # None: tracing off (gateway.ops.tracing)
 RESPONSES = web.AppKey("responses", ResponseMemory)   # stored responses (SPEC 10.2)
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -37,6 +37,24 @@ class Limits(_Strict):
     max_budget: float = Field(1_000.0, ge=0)
 
 
+class TracingSettings(_Strict):
+    """OpenTelemetry traces over OTLP/HTTP (SPEC 12): on when `otlp_endpoint` (or the environment's
+    OTEL_EXPORTER_OTLP_ENDPOINT) is set; read at start."""
+
+    # the collector's base URL (`/v1/traces` is added) or its whole traces URL; kept out of reprs
+    otlp_endpoint: str | None = Field(None, min_length=1, repr=False)
+    service_name: str = Field("llm-gateway", min_length=1)
+    # the share of traces this gateway starts that are kept; a client's sampled traceparent decides its own
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+            raise ValueError("must be an http:// or https:// URL (an OTLP/HTTP collector)")
+        return value
+
+
 class Settings(_Strict):
     unsupported_params: Literal["reject", "drop"] = "reject"
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -50,6 +68,7 @@ class Settings(_Strict):
     # `--limits` / GATEWAY_LIMITS win over it. `limiter_fallback`: what to do while Redis is away.
     limiter: str = Field("memory", repr=False)          # a Redis URL may carry a password
     limiter_fallback: Literal["refuse", "memory"] = "refuse"
+    tracing: TracingSettings = TracingSettings()   # OpenTelemetry traces (SPEC 12); read at start
     # days a stored response (POST /v1/responses, SPEC 10.2) is kept for previous_response_id and GET
     responses_days: int = Field(30, ge=1)
 

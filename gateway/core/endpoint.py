@@ -26,6 +26,7 @@ from gateway.appkeys import (
     ROUTER,
     SCRUBBER,
     TABLE,
+    TRACING,
     UPSTREAM,
 )
 from gateway.core import stored
@@ -64,6 +65,8 @@ async def _handle(request: web.Request, front: Front) -> web.StreamResponse:
     table = app[TABLE].table
     ex = Exchange(request[REQUEST_ID], key, utc_iso(clock.now()), started)
     ex.endpoint = front.endpoint
+    if (tracing := app[TRACING]) is not None:
+        ex.trace = tracing.begin(request.headers, front.endpoint, ex.request_id)
     metrics.in_flight.inc()
     try:
         return await _serve(request, ex, table, front)
@@ -80,6 +83,8 @@ async def _handle(request: web.Request, front: Front) -> web.StreamResponse:
     finally:
         metrics.in_flight.dec()
         row = ex.finished(clock.monotonic())
+        if ex.trace is not None:
+            ex.trace.end(row)
         if ex.admission is not None:
             ex.admission.settle(clock.now(), row["total_tokens"], row["cost_usd"])
         app[LEDGER].record(row)

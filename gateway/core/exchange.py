@@ -7,7 +7,7 @@ admission, `error` after it, `cancelled` when the client left) live here once.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.table import TargetEntry
 from gateway.dialects.base import Usage
@@ -16,9 +16,13 @@ from gateway.keys import KeyState
 from gateway.limiter import Ticket
 from gateway.scrub import Scrubber
 
+if TYPE_CHECKING:
+    from gateway.ops.otel import Trace
+
 
 class Exchange:
-    __slots__ = ("request_id", "key", "admission", "headers", "started", "attempts", "target", "endpoint", "_row")
+    __slots__ = ("request_id", "key", "admission", "headers", "started", "attempts", "target", "endpoint", "trace",
+                 "_row")
 
     def __init__(self, request_id: str, key: KeyState, created_at: str, started: float):
         self.request_id = request_id
@@ -27,6 +31,7 @@ class Exchange:
         self.attempts = 0
         self.endpoint = "chat.completions"   # the ledger's `endpoint`: which client API was spoken
         self.target: TargetEntry | None = None
+        self.trace: Trace | None = None   # the request's spans, while tracing is on (gateway.ops.otel)
         self.admission: Ticket | None = None
         self.headers: dict[str, str] = {"x-request-id": request_id}
         self._row: dict[str, Any] = {"request_id": request_id, "key_id": key.row.id, "created_at": created_at,

@@ -72,6 +72,24 @@ class _LimiterLive:
                                 "Settlements waiting for Redis to answer again", value=status["pending_settlements"])
 
 
+
+class _TracingLive:
+    """What became of the trace spans (SPEC 12), read at scrape time: delivered, or dropped and why."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]):
+        self.counts = counts
+
+    def collect(self) -> Iterable[Any]:
+        counts = self.counts()
+        yield CounterMetricFamily("gateway_trace_spans_exported", "Spans the OTLP collector accepted",
+                                  value=counts["exported"])
+        dropped = CounterMetricFamily("gateway_trace_spans_dropped", "Spans lost: the export queue was full, "
+                                      "or the collector refused them or did not answer", labels=["reason"])
+        dropped.add_metric(["queue_full"], counts["queue_full"])
+        dropped.add_metric(["export_failed"], counts["export_failed"])
+        yield dropped
+
+
 class Metrics:
     def __init__(self, router: Router, ledger_ref: Callable[[], LedgerWriter | None], clock: Clock):
         self.registry = CollectorRegistry()
@@ -120,6 +138,9 @@ class Metrics:
 
     def watch_limiter(self, limiter: Limiter) -> None:
         self.registry.register(_LimiterLive(limiter))
+
+    def watch_tracing(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_TracingLive(counts))
 
     def unauthorized(self) -> None:
         self._child(self.requests, "", "", "unauthorized").inc()
