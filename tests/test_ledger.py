@@ -230,6 +230,10 @@ async def test_the_readme_queries_run_on_a_real_ledger(start_gateway):
     clock = ManualClock(time.time() - 86400)        # yesterday and today, for queries about "this month"
     gw = await start_gateway(ROUTES, clock=clock)
     await fill_two_days(gw, clock)
+    hasty = await gw.create_key(name="hasty", rpm=1)              # a refusal today: the refusal query's answer
+    for _ in range(2):
+        await gw.post(hasty["key"], {"model": "demo", "messages": HI})
+    await gw.rows()
     con = sqlite3.connect(gw.db_path)
     try:
         for sql in statements:
