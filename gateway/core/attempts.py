@@ -158,6 +158,8 @@ class Attempts:
         target = self._target = self._order[self._index]
         chosen = self._plans[target]
         self._ex.use_target(target, chosen.model)
+        if self._ex.trace is not None:   # the attempt's span; its traceparent joins the request's headers
+            chosen = self._ex.trace.attempt(target, chosen)
         self._began = self._clock.monotonic()
         return target, chosen
 
@@ -167,6 +169,8 @@ class Attempts:
     async def failed(self, exc: AttemptFailed) -> None:
         """Record the failure; return when the next attempt may start, or raise the client's error."""
         failure, target = _scrubbed(exc, self._scrubber), self._target
+        if self._ex.trace is not None:
+            self._ex.trace.failed(failure.kind, failure.status)
         if failure.kind == "auth":
             log.error("upstream %s refused the gateway's credentials (HTTP %s); check its api_key",
                       target.provider, failure.status)

@@ -155,6 +155,8 @@ async def _first(request: web.Request, ex: Exchange, entry: RouteEntry, order: l
         try:
             body = await upstream.transport(target).open_stream(target, chosen.request, timeout, limit=limit)
             decoder = target.dialect.stream_decoder(chosen.native)
+            if ex.trace is not None:   # notes the finish reason for the request's span
+                decoder = ex.trace.watch(decoder)
             leg = _Leg(body, StreamTranslator(decoder, encoder()))
             try:
                 first, _ = await _next(leg, timeout)
