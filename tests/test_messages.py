@@ -409,3 +409,15 @@ async def test_a_non_stream_pass_through_answer_keeps_what_anthropic_said(gatewa
     assert body["id"].startswith("msg_") and body["id"] != "msg_up" and body["model"] == "claude"
     assert body["usage"] == {"input_tokens": 9, "output_tokens": 4, "cache_read_input_tokens": 0,
                              "service_tier": "standard", "cache_creation": {"ephemeral_5m_input_tokens": 0}}
+
+
+async def test_thinking_on_a_route_that_cannot_think_is_dropped_and_said(gateway, key, upstream):
+    """Claude Code asks for thinking by default: a route without a thinking target answers without it (chat
+    completions keep their 400, SPEC 5)."""
+    body = {"model": "gpt", "max_tokens": 4096, "messages": HELLO,
+            "thinking": {"type": "enabled", "budget_tokens": 2048}}
+    resp = await post(gateway, key, body)
+    assert resp.status == 200 and resp.headers["x-gateway-dropped-params"] == "thinking", await resp.text()
+    assert "thinking" not in upstream.requests[-1]
+    chat = await gateway.post(key, {"model": "gpt", "messages": HELLO, "thinking": body["thinking"]})
+    assert chat.status == 400 and (await chat.json())["error"]["code"] == "thinking_not_supported"

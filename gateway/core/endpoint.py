@@ -37,7 +37,7 @@ from gateway.core.table import RouteEntry, RoutingTable, TargetEntry
 from gateway.core.upstream import AttemptFailed
 from gateway.dialects.base import Completion
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
-from gateway.front.base import Answerer, ClientRequest, ContinuingFront, Front, StreamEncoder
+from gateway.front.base import Answerer, ClientRequest, ContinuingFront, Front, StreamEncoder, without_thinking
 from gateway.front.body import credential, read_body
 from gateway.ops import logs
 from gateway.store import utc_iso
@@ -107,9 +107,11 @@ async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front:
     asked: ClientRequest = front.decode(body, settings.unsupported_params == "drop", request.headers)
     if asked.recall is not None:   # it continues a stored answer: the whole conversation, translated
         asked = await stored.resume(app, cast(ContinuingFront, front), asked, ex.key.row.id)
+    candidates = entry.candidates(asked.thinking)
+    if not candidates and getattr(front, "thinking_optional", False):
+        asked, candidates = without_thinking(asked), entry.candidates(False)
     if asked.dropped:
         ex.headers["x-gateway-dropped-params"] = ",".join(asked.dropped)
-    candidates = entry.candidates(asked.thinking)
     if not candidates:
         raise InvalidRequest(f"No target of {entry.name!r} supports thinking.", param="thinking",
                              code="thinking_not_supported")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from gateway.dialects.base import Completion, Delta, Usage
@@ -83,3 +83,11 @@ class ContinuingFront(Front, Protocol):
     def stored_answer(self, encoder: StreamEncoder) -> bytes | None:
         """A finished stream's answer, as a non-stream answer would have been (None: it did not finish)."""
         ...
+
+
+def without_thinking(asked: ClientRequest) -> ClientRequest:
+    """`asked` with its thinking dropped (and said so): for a front whose clients think by default
+    (Claude Code), on a route whose targets cannot."""
+    native = None if asked.native is None else {k: v for k, v in asked.native.items() if k != "thinking"}
+    body = {k: v for k, v in asked.body.items() if k != "thinking"}
+    return replace(asked, body=body, native=native, thinking=False, dropped=[*asked.dropped, "thinking"])

@@ -21,6 +21,7 @@ name = "messages"
 path = "/v1/messages"
 endpoint = "messages"
 envelope = "anthropic"
+thinking_optional = True   # Claude Code asks for thinking by default: a route that cannot think answers without
 ID_PREFIX = "msg_"
 FORWARDED = ("anthropic-version", "anthropic-beta")
 
