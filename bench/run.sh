@@ -77,6 +77,11 @@ EXPECT_NS='"content":"Hello from the mock upstream."'; EXPECT_S='data: [DONE]'
 BODY_MNS="$OUT/body_mns.json"; BODY_MS="$OUT/body_ms.json"   # the same request through /v1/messages
 echo '{"model":"gpt-mock","max_tokens":32,"messages":[{"role":"user","content":"Say hello"}]}' > "$BODY_MNS"
 echo '{"model":"gpt-mock","max_tokens":32,"messages":[{"role":"user","content":"Say hello"}],"stream":true}' > "$BODY_MS"
+BODY_RNS="$OUT/body_rns.json"; BODY_RS="$OUT/body_rs.json"   # and through /v1/responses
+echo '{"model":"gpt-mock","max_output_tokens":32,"input":"Say hello","store":false}' > "$BODY_RNS"
+echo '{"model":"gpt-mock","max_output_tokens":32,"input":"Say hello","store":false,"stream":true}' > "$BODY_RS"
+BODY_EMB="$OUT/body_emb.json"   # and /v1/embeddings
+echo '{"model":"gpt-mock","input":"Say hello"}' > "$BODY_EMB"
 BODY_BIG="$OUT/body_big.json"   # a 10 KB prompt: what costs per byte shows here
 "$PY" -c 'import json, sys; text = "The quick brown fox jumps over the lazy dog, then writes 42 lines of Python code; " * 120
 json.dump({"model": "gpt-mock", "max_tokens": 32, "messages": [{"role": "system", "content": "You are a helpful assistant."},
@@ -92,6 +97,9 @@ measure() {  # name url key kind(ns|s) conc [pid]: one wrk run, one result line 
   case $kind in ns) body=$BODY_NS; expect=$EXPECT_NS ;; big) body=$BODY_BIG; expect=$EXPECT_NS ;;
     mns) body=$BODY_MNS; expect='"stop_reason":"end_turn"'; path=/v1/messages ;;
     ms) body=$BODY_MS; expect='event: message_stop'; path=/v1/messages ;;
+    rns) body=$BODY_RNS; expect='"status":"completed"'; path=/v1/responses ;;
+    rs) body=$BODY_RS; expect='event: response.completed'; path=/v1/responses ;;
+    emb) body=$BODY_EMB; expect='"object":"list"'; path=/v1/embeddings ;;
     *) body=$BODY_S; expect=$EXPECT_S ;; esac
   [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
   line=$(load "$url" "$key" "$body" "$expect" "$conc" "$DUR" "$path")
@@ -121,7 +129,7 @@ for run in "ns $CONC" "ns 1" "s $CONC" "s 1" "big $CONC"; do
   measure gateway "$GW" "$KEY" "$1" "$2" "$GW_PID"
 done
 for _ in 1 2; do   # other client APIs beside chat's CPU per request, interleaved (the report takes medians)
-  for kind in ns mns s ms; do measure api "$GW" "$KEY" "$kind" "$CONC" "$GW_PID"; done
+  for kind in ns mns rns emb s ms rs; do measure api "$GW" "$KEY" "$kind" "$CONC" "$GW_PID"; done
 done
 record "{\"name\":\"gateway\",\"kind\":\"rss\",\"hwm_kb\":$(status_kb "$GW_PID" VmHWM)}"
 log "time to first chunk, $PROBES streams one at a time"

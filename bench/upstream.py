@@ -108,9 +108,22 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+EMBEDDING = [0.001 * i for i in range(1536)]
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    """One 1536-dimension vector per input, as OpenAI answers (floats)."""
+    body = await request.json()
+    count = 1 if isinstance(body.get("input"), str) else len(body.get("input") or ())
+    data = [{"object": "embedding", "index": i, "embedding": EMBEDDING} for i in range(count)]
+    return web.Response(body=orjson.dumps({"object": "list", "data": data, "model": body.get("model"),
+                                           "usage": {"prompt_tokens": 2, "total_tokens": 2}}), headers=JSON)
+
+
 def make_app(upstream: Upstream) -> web.Application:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", upstream.chat)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/health", health)
     return app
 
