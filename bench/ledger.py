@@ -9,7 +9,8 @@ migration `--before` would have it (the migrations before it, then `--rows` rows
 `--keys` keys, made in SQL so 30 million rows take minutes, not hours). `measure` times, on whatever code
 runs it: `gateway serve` until /health answers, `GET /admin/keys`, `gateway keys list` and
 `gateway spend --by key|model|day` (each a whole process, as a user runs it; opening the database first
-applies pending migrations, so run it once to upgrade and time that, then again). `write` times the
+applies pending migrations, whose time is `first_open_s`), then the same reads in its own process
+(`inproc_*`: without Python's start-up, which dominates once the reads are small). `write` times the
 ledger's own write path (`Store.insert_rows`, batches of 1,000 rows) on the big ledger. bench/ledger.sh
 runs all of it against the code before and after the spend roll-ups.
 """
@@ -175,8 +176,30 @@ def measure(db: str, repeat: int) -> None:
                 times.setdefault(f"spend_{by}_s", []).append(_gateway("spend", "--by", by, "--json", *common,
                                                                       env=env))
         times["python_start_s"] = [_gateway("--version", env=env) for _ in range(repeat)]
-    out = {"first_open_s": round(first, 2), **{k: round(statistics.median(v), 3) for k, v in times.items()}}
+    out = {"first_open_s": round(first, 2), **{k: round(statistics.median(v), 3) for k, v in times.items()},
+           **asyncio.run(inproc(db, repeat))}
     print(json.dumps(out))
+
+
+async def inproc(db: str, repeat: int) -> dict[str, float]:
+    """The same reads in this process, without starting Python: what grows with the ledger."""
+    from gateway.keys import KeyRegistry
+    from gateway.store import open_store
+
+    store = await open_store(db)
+    times: dict[str, list[float]] = {}
+    try:
+        for _ in range(repeat):
+            began = time.perf_counter()
+            await KeyRegistry().load(store, time.time())
+            times.setdefault("inproc_keys_load_s", []).append(time.perf_counter() - began)
+            for by in ("key", "model", "day"):
+                began = time.perf_counter()
+                await store.spend(by)
+                times.setdefault(f"inproc_spend_{by}_s", []).append(time.perf_counter() - began)
+    finally:
+        await store.close()
+    return {k: round(statistics.median(v), 4) for k, v in times.items()}
 
 
 async def write(db: str, batches: int) -> None:

@@ -42,8 +42,8 @@ def roll_up(source: str, where: str = "TRUE", table: str = "spend_daily") -> str
             f"ON CONFLICT (day, key_id, route) DO UPDATE SET {updates}")
 
 
-# SQLite: the rows one batch added are those past the largest id before it (its ids grow, and the batch
-# holds the write lock from before that read to its commit).
+# SQLite: the rows one batch added are those past the id before its first (one INSERT in a transaction
+# that holds the write lock gives its rows consecutive ids: lastrowid - rowcount + 1 .. lastrowid).
 ROLL_UP_SQLITE = roll_up("requests", "id > ?")
 
 

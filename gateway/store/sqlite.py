@@ -194,9 +194,8 @@ def _insert(conn: sqlite3.Connection, rows: list[dict[str, Any]], strict: bool =
     try:
         conn.execute("BEGIN IMMEDIATE")     # the batch and its spend roll-ups: whole or not at all
         try:
-            last = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
-            conn.execute(_INSERT_LEDGER, (batch,))
-            conn.execute(ROLL_UP_SQLITE, (last,))
+            added = conn.execute(_INSERT_LEDGER, (batch,))    # ids lastrowid - rowcount + 1 .. lastrowid
+            conn.execute(ROLL_UP_SQLITE, ((added.lastrowid or 0) - added.rowcount,))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
