@@ -278,3 +278,28 @@ def test_any_usage_an_upstream_reports_is_booked_consistent_and_priced(tmp_path,
         prop()
     finally:
         live.close()
+
+
+# ---------------------------------------------------------------- the README's SQL, on both stores
+
+@BOTH_DBS
+async def test_the_readmes_cached_input_queries_split_spend_as_billed(start_gateway, upstream):
+    """Its queries, as written, on a ledger of a table-priced claude-sonnet-4-5 target: the parts add up."""
+    from tests.test_ledger import readme_sql
+
+    upstream.cache = CACHE
+    yaml = routes(upstream.url) + "  sonnet: {targets: [{provider: claude, model: claude-sonnet-4-5}]}\n"
+    gw = await start_gateway(yaml)
+    key = (await gw.create_key())["key"]
+    for stream in (False, True):
+        resp = await gw.post(key, {"model": "sonnet", "stream": stream, "messages": [{"role": "user", "content": "x"}]})
+        assert resp.status == 200
+        await resp.read()
+    split, dollars = readme_sql("## Prices and cached tokens")
+    shares = [tuple(float(v) if not isinstance(v, (str, int)) else v for v in r.values()) for r in await gw.rows(split)]
+    assert shares == [("sonnet", 2000, 6000, 1000, 66.7)]      # psql answers numeric, sqlite3 a float
+    (row,) = [tuple(float(v) if not isinstance(v, str) else v for v in r.values()) for r in await gw.rows(dollars)]
+    assert row == pytest.approx(("sonnet", 2000 * 3.00 / 1e6, 6000 * 0.30 / 1e6, 1000 * 3.75 / 1e6,
+                                 6000 * 2.70 / 1e6 - 1000 * 0.75 / 1e6))
+    (total,) = await gw.rows("SELECT SUM(cost_usd) AS usd FROM requests")
+    assert total["usd"] == pytest.approx(sum(row[1:4]) + 2 * 200 * 15.0 / 1e6)      # input parts + output
