@@ -35,7 +35,7 @@ async def test_a_non_streamed_request_is_a_server_span_with_one_attempt_span(tra
     [attempt] = collector.children(server)
     assert attempt.kind == CLIENT and attempt.name == "chat up-model" and attempt.trace_id == server.trace_id
     assert attempt.attributes["gen_ai.provider.name"] == "up"
-    assert attempt.attributes["gen_ai.response.model"] == "up-model"
+    assert attempt.attributes["gen_ai.request.model"] == attempt.attributes["gen_ai.response.model"] == "up-model"
     assert attempt.attributes["server.address"] == "127.0.0.1" and attempt.attributes["gateway.attempt"] == 1
     assert server.start <= attempt.start <= attempt.end <= server.end
     assert ids(upstream.headers[-1]["traceparent"]) == attempt.ids   # the upstream's parent is the attempt
@@ -67,6 +67,7 @@ async def test_a_retried_request_shows_each_attempt_as_a_sibling(traced, upstrea
     assert first.attributes["error.type"] == "503" and first.status == STATUS_ERROR
     assert first.attributes["http.response.status_code"] == 503 and first.end <= second.start
     assert "error.type" not in second.attributes and second.status != STATUS_ERROR
+    assert first.attributes["gen_ai.request.model"] == second.attributes["gen_ai.request.model"] == "up-model"
     assert (first.attributes["gateway.attempt"], second.attributes["gateway.attempt"]) == (1, 2)
     assert [ids(h["traceparent"]) for h in upstream.headers] == [first.ids, second.ids]
 

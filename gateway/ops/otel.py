@@ -240,7 +240,8 @@ class Trace:
             span.add_event("gen_ai.first_token", timestamp=min(max(now - before, started), now))
         attempt, self._attempt = self._attempt, None
         if attempt is not None:   # the attempt that answered (or was cut short with the request)
-            attempt.set_attributes({k: v for k, v in attributes.items() if k.startswith("gen_ai.")})
+            attempt.set_attributes({k: v for k, v in attributes.items()   # what it asked for stays its own
+                                    if k.startswith("gen_ai.") and k != "gen_ai.request.model"})
             if status != "ok":
                 attempt.set_attribute("error.type", "cancelled" if status == "cancelled" else
                                       row.get("error_code") or "error")
