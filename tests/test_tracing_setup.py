@@ -149,3 +149,13 @@ async def test_a_dead_or_slow_collector_never_delays_a_request(start_gateway, up
     off_ms, on_ms = (statistics.median(times[n]) * 1000 for n in ("off", "on"))
     assert on_ms < off_ms * 1.5 + 2.0, (off_ms, on_ms)   # within noise: a few ms at most, never the collector's
     assert max(times["on"]) < 1.0
+
+
+def test_the_readme_yaml_line_turns_tracing_on():
+    import re
+    readme = (REPO / "README.md").read_text()
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "tracing:" in b]
+    routes = "providers: {demo: {dialect: mock}}\nroutes: {r: {targets: [{provider: demo, model: m}]}}\n"
+    tracing = parse_config(block + routes).settings.tracing
+    assert traces_url(tracing.otlp_endpoint, {}) == "http://127.0.0.1:4318/v1/traces"
+    assert (tracing.service_name, tracing.sample_ratio) == ("llm-gateway", 1.0)
