@@ -36,8 +36,11 @@ class ManualClock(Clock):
 
 
 class SkippingClock(ManualClock):
-    """Real time, except that the gateway's own waits (backoff, Retry-After) pass at once and are
-    recorded in `slept`, the clock moving on by as much: tests assert what was waited, not wall time."""
+    """Real time, except that a request's own waits (backoff, Retry-After: seconds, never past
+    `skips_up_to`) pass at once and are recorded in `slept`, the clock moving on by as much: tests assert
+    what was waited, not wall time. Longer sleeps are the periods of background tasks, and really wait."""
+
+    skips_up_to = 60.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,6 +50,9 @@ class SkippingClock(ManualClock):
         return time.time() + self._mono
 
     async def sleep(self, seconds: float) -> None:
+        if seconds > self.skips_up_to:
+            await asyncio.sleep(seconds)
+            return
         self.slept.append(seconds)
         self.advance(seconds)
         await asyncio.sleep(0)
