@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.appkeys import (
+    ACCESS_LOG,
     CLOCK,
     KEYS,
     LEDGER,
@@ -66,6 +67,10 @@ async def _limiter_ctx(app: web.Application) -> AsyncIterator[None]:
     await limiter.close()
 
 
+async def _flush_access_log(app: web.Application) -> None:
+    app[ACCESS_LOG].flush()
+
+
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     upstream = Upstream.create(app[CLOCK])
     app[UPSTREAM] = upstream
@@ -82,6 +87,8 @@ def create_app(config: Config, options: ServerOptions, clock: Clock | None = Non
     logs.scrub_with(app[SCRUBBER])
     app[ROUTER] = Router()
     app[METRICS] = Metrics(app[ROUTER], lambda: app.get(LEDGER), app[CLOCK])
+    app[ACCESS_LOG] = logs.AccessLog()
+    app.on_cleanup.append(_flush_access_log)
     app.cleanup_ctx.extend([tracing_ctx, _store_ctx, stored.memory_ctx, _limiter_ctx, _upstream_ctx, watchers_ctx])
     for front in FRONTS.values():
         app.router.add_post(front.path, endpoint(front))

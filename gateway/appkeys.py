@@ -12,6 +12,7 @@ from gateway.core.table import RoutingTable
 from gateway.core.upstream import Upstream
 from gateway.keys import KeyRegistry
 from gateway.limiter import Limiter
+from gateway.ops.logs import AccessLog
 from gateway.ops.metrics import Metrics
 from gateway.scrub import Scrubber
 from gateway.store import Store, redact_url
@@ -62,3 +63,4 @@ RESPONSES = web.AppKey("responses", ResponseMemory)   # stored responses (SPEC 1
 
 REQUEST_ID = web.RequestKey("request_id", str)
 ENVELOPE = web.RequestKey("envelope", str)   # the error envelope of the API the client speaks
+ACCESS_LOG = web.AppKey("access_log", AccessLog)   # one line per model request, written in batches

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.appkeys import (
+    ACCESS_LOG,
     CLOCK,
     ENVELOPE,
     KEYS,
@@ -39,7 +40,6 @@ from gateway.dialects.base import Completion
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied
 from gateway.front.base import Answerer, ClientRequest, ContinuingFront, Front, StreamEncoder, without_thinking
 from gateway.front.body import credential, read_body
-from gateway.ops import logs
 from gateway.store import utc_iso
 from gateway.tokens import estimate_prompt
 
@@ -89,7 +89,7 @@ async def _handle(request: web.Request, front: Front) -> web.StreamResponse:
             ex.admission.settle(clock.now(), row["total_tokens"], row["cost_usd"])
         app[LEDGER].record(row)
         metrics.observe(row)
-        logs.access(row, key.row.key_prefix)
+        app[ACCESS_LOG].record(row, key.row.key_prefix)
 
 
 async def _serve(request: web.Request, ex: Exchange, table: RoutingTable, front: Front) -> web.StreamResponse:
