@@ -10,7 +10,7 @@ import pytest
 from gateway.appkeys import TRACING
 from gateway.ops.tracing import in_thread
 from tests.conftest import MASTER
-from tests.fakes import Behaviour
+from tests.fakes import Behaviour, openai_sse
 from tests.otlp import CLIENT, PROMPT, SERVER, STATUS_ERROR, chat, collector, exported, ids, traced, traced_routes  # noqa: F401  (fixtures)
 
 CLIENT_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -84,6 +84,31 @@ async def test_a_failed_request_says_its_error_type(traced, upstream, collector)
     assert [s.attributes["error.type"] for s in attempts] == ["429"] * 3
 
 
+async def test_a_client_that_leaves_mid_stream_ends_both_spans_cancelled(traced, upstream, collector):  # noqa: F811
+    key = (await traced.create_key())["key"]
+    upstream.queue(Behaviour(sse=openai_sse(["a"] * 50), events=True, delay=0.05))
+    resp = await traced.post(key, chat(stream=True))
+    await resp.content.readline()
+    resp.close()
+    [server] = await exported(traced, collector, 1)
+    assert server.attributes["gateway.status"] == "cancelled" and server.attributes["error.type"] == "cancelled"
+    assert server.status != STATUS_ERROR   # the client's choice, not a failure of the gateway's
+    [attempt] = collector.children(server)
+    assert attempt.attributes["error.type"] == "cancelled" and attempt.end <= server.end
+
+
+async def test_an_upstream_that_breaks_mid_stream_fails_its_attempt_span(traced, upstream, collector):  # noqa: F811
+    key = (await traced.create_key())["key"]
+    upstream.queue(Behaviour(sse=openai_sse(["a"] * 20), events=True, reset_after=3))
+    resp = await traced.post(key, chat(stream=True))
+    assert resp.status == 200 and b'"error"' in await resp.read()
+    [server] = await exported(traced, collector, 1)
+    assert server.status == STATUS_ERROR and server.attributes["gateway.status"] == "error"
+    assert server.attributes["error.type"] == "upstream_error" and len(server.events) == 1   # its first token came
+    [attempt] = collector.children(server)
+    assert attempt.status == STATUS_ERROR and attempt.attributes["error.type"] == "upstream_error"
+
+
 async def test_a_refused_request_is_a_server_span_with_error_type_and_no_attempt(traced, upstream, collector):  # noqa: F811
     key = (await traced.create_key(rpm=1))["key"]
     assert (await traced.post(key, chat())).status == 200
@@ -103,6 +128,7 @@ async def test_a_clients_traceparent_is_the_parent_of_the_server_span(traced, up
     assert resp.status == 200
     [server] = await exported(traced, collector, 1)
     assert (server.trace_id, server.parent_span_id) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    assert server.trace_state == "vendor=1" and upstream.headers[-1]["tracestate"] == "vendor=1"
     [attempt] = collector.children(server)
     assert upstream.headers[-1]["traceparent"].split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert ids(upstream.headers[-1]["traceparent"]) == attempt.ids
