@@ -159,3 +159,40 @@ def test_the_readme_yaml_line_turns_tracing_on():
     tracing = parse_config(block + routes).settings.tracing
     assert traces_url(tracing.otlp_endpoint, {}) == "http://127.0.0.1:4318/v1/traces"
     assert (tracing.service_name, tracing.sample_ratio) == ("llm-gateway", 1.0)
+
+
+def test_a_dead_collector_is_one_log_line_a_minute_not_one_a_retry():
+    import logging
+
+    from gateway.ops.otel import Quieter
+
+    quieter = Quieter(every=60.0, loggers=["tests.quieter"])   # the SDK's own loggers, in the test's own
+    logger = logging.getLogger("tests.quieter")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    keep = Keep()
+    logger.addHandler(keep)
+    quieter.attach()
+    try:
+        for i in range(5):
+            logger.warning("Transient error encountered while exporting spans batch, retrying (%d)", i)
+        logger.info("not a complaint")
+    finally:
+        quieter.detach()
+    logger.warning("after detach")
+    logger.removeHandler(keep)
+    assert seen == ["Transient error encountered while exporting spans batch, retrying (0)", "not a complaint",
+                    "after detach"]
+
+
+def test_the_quieted_loggers_are_the_ones_the_sdk_complains_on():
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter
+    from opentelemetry.sdk import _shared_internal
+
+    from gateway.ops.otel import Quieter
+
+    assert {trace_exporter._logger.name, _shared_internal._logger.name} == set(Quieter.LOGGERS)

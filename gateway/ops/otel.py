@@ -95,6 +95,34 @@ class _Batch(BatchSpanProcessor):
         super().on_end(span)
 
 
+class Quieter(logging.Filter):
+    """The SDK's complaints about the collector (each retry, each lost batch, a full queue), at most one
+    every `every` seconds: a dead collector is one line a minute in the log, and every loss is in /metrics."""
+
+    LOGGERS = ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.sdk._shared_internal")
+
+    def __init__(self, every: float = 60.0, loggers: Sequence[str] = LOGGERS):
+        super().__init__()
+        self.every, self.loggers, self._last = every, loggers, -every
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return False
+        self._last = now
+        return True
+
+    def attach(self) -> None:
+        for name in self.loggers:
+            logging.getLogger(name).addFilter(self)
+
+    def detach(self) -> None:
+        for name in self.loggers:
+            logging.getLogger(name).removeFilter(self)
+
+
 class Tracing:
     """The app's tracer provider and exporter (under `appkeys.TRACING` while tracing is on)."""
 
@@ -107,6 +135,8 @@ class Tracing:
         self.provider.add_span_processor(_Batch(self.exporter, max_queue, delay_ms))
         self.tracer = self.provider.get_tracer("gateway")
         self.propagator = TraceContextTextMapPropagator()
+        self.quieter = Quieter()
+        self.quieter.attach()
 
     def begin(self, headers: Mapping[str, str], endpoint: str, request_id: str) -> Trace | None:
         """The SERVER span of one model request; a valid `traceparent` in `headers` is its parent."""
@@ -127,7 +157,10 @@ class Tracing:
 
     def shutdown(self) -> None:
         """Export what is queued and stop (blocking: call it from a thread)."""
-        self.provider.shutdown()
+        try:
+            self.provider.shutdown()
+        finally:
+            self.quieter.detach()
 
 
 def operation(endpoint: str) -> str:
