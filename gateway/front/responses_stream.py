@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from gateway.dialects.base import Delta, Usage
 from gateway.errors import GatewayError, error_body
 from gateway.front.base import ClientRequest
@@ -74,6 +76,7 @@ class ResponsesStream:
         self._native = False
         self._relayed: dict[Any, int] = {}         # upstream output_index -> ours (native path)
         self._said: Any = None                     # the upstream's own final response (native path)
+        self._head = self._tail = b""              # the open content part's delta bytes, before and after
 
     # -- the StreamEncoder protocol ----------------------------------------------------------------
     def push(self, delta: Delta) -> bytes:
@@ -231,7 +234,7 @@ class ResponsesStream:
         item = self._output[index]
         if self._part != part:
             self._end_part(out, index, item)
-            self._part, self._texts = part, []
+            self._part, self._texts, self._head = part, [], b""
             empty = text_part("") if part == "output_text" else {"type": "refusal", "refusal": ""}
             item["content"].append(empty)
             out.append(self._event("response.content_part.added", {
@@ -239,10 +242,14 @@ class ResponsesStream:
                 "part": empty}))
         self._texts.append(text)
         self._written.append(text)
-        kind = "response.output_text.delta" if part == "output_text" else "response.refusal.delta"
-        extra: dict[str, Any] = {"logprobs": []} if part == "output_text" else {}
-        out.append(self._event(kind, {"item_id": item["id"], "output_index": index,
-                                      "content_index": len(item["content"]) - 1, "delta": text, **extra}))
+        if not self._head:   # every delta of this part starts alike: its bytes are made once
+            kind = "response.output_text.delta" if part == "output_text" else "response.refusal.delta"
+            self._head = (b"event: " + kind.encode() + b'\ndata: {"type":"' + kind.encode() + b'","item_id":'
+                          + orjson.dumps(item["id"]) + b',"output_index":' + str(index).encode()
+                          + b',"content_index":' + str(len(item["content"]) - 1).encode() + b',"delta":')
+            self._tail = b',"logprobs":[],"sequence_number":' if part == "output_text" else b',"sequence_number":'
+        out.append(self._head + orjson.dumps(text) + self._tail + str(self._seq).encode() + b"}\n\n")
+        self._seq += 1
 
     def _end_part(self, out: list[bytes], index: int, item: dict[str, Any]) -> None:
         if self._part is None:
