@@ -32,6 +32,20 @@ _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 REFUSAL_CODES = ("rate_limit_exceeded", "request_exceeds_limit", "budget_exceeded", "model_not_allowed")
 
 TEXT_BOUND = 256           # any text column of a ledger row
+CODE_BOUND = 64            # error_code: a short code, SPEC section 9
+_INT_MIN, _INT_MAX = -2**31, 2**31 - 1      # INTEGER in PostgreSQL; SQLite holds it too
+_CODE = re.compile(r"[a-z0-9_.\-]{1,64}")
+_NOT_CODE = re.compile(r"[^a-z0-9_.\-]+")
+_FLOAT_COLUMNS = frozenset({"cost_usd", "latency_ms", "ttft_ms"})
+_TEXT_COLUMNS = frozenset({"request_id", "key_id", "created_at", "route", "provider", "upstream_model", "status",
+                           "error_code", "usage_source", "endpoint"})
+_NOT_NULL: dict[str, Any] = {"stream": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+                             "attempts": 0, "cost_usd": 0.0, "endpoint": "chat.completions", "cached_tokens": 0,
+                             "cache_write_tokens": 0}
+_CHOICES = {"status": ("ok", "error", "cancelled", "rejected"), "usage_source": ("upstream", "estimated")}
+_KINDS = tuple((c, str if c in _TEXT_COLUMNS else float if c in _FLOAT_COLUMNS else int) for c in LEDGER_COLUMNS)
+
+
 RESPONSE_COLUMNS = ("id", "key_id", "created_at", "input", "response")
 
 
@@ -46,20 +60,6 @@ def response_values(row: dict[str, Any], strict: bool = False) -> tuple[str, ...
         return (*texts, *(json.dumps(json.loads(v), ensure_ascii=True) for v in values[3:]))
     except ValueError:
         return (*texts, "[]", "{}")
-
-
-CODE_BOUND = 64            # error_code: a short code, SPEC section 9
-_INT_MIN, _INT_MAX = -2**31, 2**31 - 1      # INTEGER in PostgreSQL; SQLite holds it too
-_CODE = re.compile(r"[a-z0-9_.\-]{1,64}")
-_NOT_CODE = re.compile(r"[^a-z0-9_.\-]+")
-_FLOAT_COLUMNS = frozenset({"cost_usd", "latency_ms", "ttft_ms"})
-_TEXT_COLUMNS = frozenset({"request_id", "key_id", "created_at", "route", "provider", "upstream_model", "status",
-                           "error_code", "usage_source", "endpoint"})
-_NOT_NULL: dict[str, Any] = {"stream": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-                             "attempts": 0, "cost_usd": 0.0, "endpoint": "chat.completions", "cached_tokens": 0,
-                             "cache_write_tokens": 0}
-_CHOICES = {"status": ("ok", "error", "cancelled", "rejected"), "usage_source": ("upstream", "estimated")}
-_KINDS = tuple((c, str if c in _TEXT_COLUMNS else float if c in _FLOAT_COLUMNS else int) for c in LEDGER_COLUMNS)
 
 
 class RowRefused(Exception):
@@ -242,23 +242,6 @@ class Store(abc.ABC):
         Each row goes through `ledger_values(row, strict)`; a value or a constraint the database still
         refuses raises `RowRefused`; a database that does not answer, `DatabaseUnavailable`.
         """
-    # -- stored responses (SPEC section 10.2) -------------------------------
-    @abc.abstractmethod
-    async def insert_responses(self, rows: list[dict[str, Any]], strict: bool = False) -> None:
-        """One transaction per batch of `responses` rows (RESPONSE_COLUMNS), as `insert_rows` for the ledger:
-        `RowRefused` for what the database refuses, `DatabaseUnavailable` when it does not answer."""
-
-    @abc.abstractmethod
-    async def get_response(self, response_id: str, key_id: str) -> tuple[str, str] | None:
-        """The `input` and `response` JSON texts of a response the key stored, or None."""
-
-    @abc.abstractmethod
-    async def delete_response(self, response_id: str, key_id: str) -> bool: ...
-
-    @abc.abstractmethod
-    async def prune_responses(self, before: str) -> int:
-        """Delete the responses created before `before` (ISO-8601 UTC); how many went."""
-
 
     async def drain(self, rows: list[dict[str, Any]], batch: int, settled: Callable[[int], None],
                     linger: Callable[[], bool] = lambda: False, interval: float = 0.05) -> None:
@@ -284,6 +267,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def spend(self, by: str, since: str | None = None) -> list[dict[str, Any]]: ...
+
+    # -- stored responses (SPEC section 10.2) -------------------------------
+    @abc.abstractmethod
+    async def insert_responses(self, rows: list[dict[str, Any]], strict: bool = False) -> None:
+        """One transaction per batch of `responses` rows (RESPONSE_COLUMNS), as `insert_rows` for the ledger:
+        `RowRefused` for what the database refuses, `DatabaseUnavailable` when it does not answer."""
+
+    @abc.abstractmethod
+    async def get_response(self, response_id: str, key_id: str) -> tuple[str, str] | None:
+        """The `input` and `response` JSON texts of a response the key stored, or None."""
+
+    @abc.abstractmethod
+    async def delete_response(self, response_id: str, key_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def prune_responses(self, before: str) -> int:
+        """Delete the responses created before `before` (ISO-8601 UTC); how many went."""
 
 
 def is_date(text: str) -> bool:

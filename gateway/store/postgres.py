@@ -48,9 +48,9 @@ ACQUIRE_TIMEOUT = 10.0
 _UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                 asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError)
 _KEYS = ", ".join(KEY_COLUMNS)
-# A row-level refusal: a value (class 22: a NUL, an untranslatable character, a number out of range, also
 _INSERT_RESPONSE = (f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
                     f"VALUES ({', '.join(f'${i + 1}' for i in range(len(RESPONSE_COLUMNS)))}) ON CONFLICT DO NOTHING")
+# A row-level refusal: a value (class 22: a NUL, an untranslatable character, a number out of range, also
 # asyncpg's own encoding check, a ValueError) or a constraint (class 23). Caught before _UNAVAILABLE, which
 # holds asyncpg.InterfaceError, the base of that client-side DataError.
 _REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError, TypeError)

@@ -49,9 +49,9 @@ _INSERT_LEDGER = (f"INSERT INTO requests ({', '.join(LEDGER_COLUMNS)}) SELECT "
                   + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(LEDGER_COLUMNS)))
                   + " FROM json_each(?)")
 _KEYS = ", ".join(KEY_COLUMNS)
-_T = TypeVar("_T")
 _INSERT_RESPONSE = (f"INSERT OR IGNORE INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
                     f"VALUES ({', '.join('?' for _ in RESPONSE_COLUMNS)})")
+_T = TypeVar("_T")
 _Job = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]   # future, function, arguments
 _REFUSED = (sqlite3.IntegrityError, sqlite3.DataError)
 # SQLite's primary result codes that mean "the database is not there or busy": locked too long, disk
@@ -206,16 +206,6 @@ def _insert(conn: sqlite3.Connection, rows: list[dict[str, Any]], strict: bool =
     # locked, disk full, I/O: DatabaseUnavailable (translated by _Worker), the ledger writer keeps the rows
 
 
-def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    return conn.execute(sql, params).fetchall()
-
-
-def _update(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], key_id: str) -> tuple[Any, ...] | None:
-    if conn.execute(sql, params).rowcount == 0:
-        return None
-    row: tuple[Any, ...] | None = conn.execute(f"SELECT {_KEYS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-    return row
-
 def _insert_responses(conn: sqlite3.Connection, rows: list[tuple[str, ...]]) -> None:
     """A batch of stored responses in one transaction; a row the database refuses fails the batch
     (`RowRefused`), which the writer splits down to that row."""
@@ -236,6 +226,16 @@ def _change(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
     """Rows an UPDATE or DELETE changed."""
     return conn.execute(sql, params).rowcount
 
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _update(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], key_id: str) -> tuple[Any, ...] | None:
+    if conn.execute(sql, params).rowcount == 0:
+        return None
+    row: tuple[Any, ...] | None = conn.execute(f"SELECT {_KEYS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    return row
 
 
 def _dicts(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
