@@ -41,10 +41,10 @@ class _Opening:
     come. A timer, not a task, so a stream whose first chunk comes in time pays almost nothing.
     """
 
-    __slots__ = ("_request", "_ex", "_every", "_keepalive_bytes", "_loop", "_timer", "_beat", "_done", "response")
+    __slots__ = ("_request", "_ex", "_every", "_idle", "_loop", "_timer", "_beat", "_done", "response")
 
-    def __init__(self, request: web.Request, ex: Exchange, every: float, keepalive: bytes):
-        self._request, self._ex, self._every, self._keepalive_bytes = request, ex, every, keepalive
+    def __init__(self, request: web.Request, ex: Exchange, every: float, idle: Callable[[], StreamEncoder]):
+        self._request, self._ex, self._every, self._idle = request, ex, every, idle
         self._loop = asyncio.get_running_loop()
         self._beat: asyncio.Task[None] | None = None
         self._done = False
@@ -56,7 +56,7 @@ class _Opening:
 
     async def _keepalive(self) -> None:
         try:
-            await (await self._prepared()).write(self._keepalive_bytes)
+            await (await self._prepared()).write(self._idle().keepalive)
         except ConnectionResetError:
             return   # the client left: the handler is cancelled, or its next write says so
         if not self._done:
@@ -176,8 +176,16 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
     app = request.app
     clock, scrubber = app[CLOCK], app[SCRUBBER]
     timeout, every = entry.route.timeout, app[OPTIONS].keepalive_interval
-    idle = encoder()   # frames keep-alives, and the error of a stream no attempt started
-    opening = _Opening(request, ex, every, idle.keepalive)
+    made: list[StreamEncoder] = []
+
+    def idle() -> StreamEncoder:
+        """An encoder of no attempt's: it frames keep-alives, and the error of a stream no attempt started.
+        Made only when one of those is due: most streams never need it."""
+        if not made:
+            made.append(encoder())
+        return made[0]
+
+    opening = _Opening(request, ex, every, idle)
     try:
         leg, first = await _first(request, ex, entry, order, plans, encoder)
     except GatewayError as err:
@@ -185,7 +193,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
         if sent is None:
             raise    # nothing went out yet: an ordinary error answer
         ex.broke(err, scrubber)
-        await _write_quietly(sent, idle.fail(err, scrubber))
+        await _write_quietly(sent, idle().fail(err, scrubber))
         return sent
     except BaseException:
         opening.stop()
