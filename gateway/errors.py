@@ -7,12 +7,13 @@ final event. Nothing else builds an error body.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
-
 from gateway.scrub import Scrubber
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 _NO_SECRETS = Scrubber()
 
@@ -138,4 +139,6 @@ def error_response(err: GatewayError, request_id: str | None = None,
     if request_id:
         headers["x-request-id"] = request_id
     status, body = error_body(err, scrubber, envelope)
+    from aiohttp import web   # here, not at the top: the CLI's database commands load no HTTP stack
+
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
