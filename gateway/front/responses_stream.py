@@ -89,6 +89,9 @@ class ResponsesStream:
             self._finish = delta.finish_reason
         if self._native:
             return b""     # the relayed events said it already; the neutral deltas only count usage
+        if delta.content and self._head and self._part == "output_text" and self._open == "message" \
+                and delta.reasoning is None and delta.refusal is None and not delta.tool_calls and not delta.signature:
+            return self._more_text(delta.content)   # most deltas of a stream: more of the open text
         out: list[bytes] = []
         if delta.content:
             reasoning, content = self._think.feed(delta.content)
@@ -101,6 +104,18 @@ class ResponsesStream:
         for call in delta.tool_calls or ():
             self._tool(out, call)
         return b"".join(out)
+
+    def _more_text(self, content: str) -> bytes:
+        reasoning, text = self._think.feed(content)
+        if reasoning or not text:
+            out: list[bytes] = []
+            self._thinking(out, reasoning)
+            self._say(out, "output_text", text)
+            return b"".join(out)
+        self._texts.append(text)
+        self._written.append(text)
+        seq, self._seq = self._seq, self._seq + 1
+        return self._head + orjson.dumps(text) + self._tail + str(seq).encode() + b"}\n\n"
 
     def finish(self) -> bytes:
         if self.final is not None:
