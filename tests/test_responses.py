@@ -108,8 +108,9 @@ async def test_reasoning_comes_back_as_a_reasoning_item_with_a_summary(start_gat
     assert message["type"] == "message" and message["content"][0]["text"]
     assert final["usage"]["output_tokens_details"]["reasoning_tokens"] > 0
     assert final["reasoning"]["effort"] == "low"
-    refused = await post(gateway, key, {**body, "model": "plain"})
-    assert refused.status == 400 and check_error(await refused.json(), "thinking_not_supported")
+    dropped = await post(gateway, key, {**body, "model": "plain", "stream": False})   # Codex asks whatever the model
+    assert dropped.status == 200 and dropped.headers["x-gateway-dropped-params"] == "thinking"
+    assert [item["type"] for item in (await dropped.json())["output"]] == ["message"]
     plain = await post(gateway, key, {**body, "model": "plain", "reasoning": {"effort": "none"}})
     assert plain.status == 200
 
@@ -234,3 +235,10 @@ async def test_sdk_errors_are_typed(gateway, key):
     with pytest.raises(openai.BadRequestError) as caught:
         await client.responses.create(model="demo", input="x", temperature=9)
     assert caught.value.body["param"] == "temperature"
+
+
+async def test_reasoning_asked_of_a_route_that_cannot_think_never_reaches_its_upstream(gateway, key, upstream):
+    resp = await post(gateway, key, {"model": "gpt", "input": "Hello", "reasoning": {"effort": "high"}})
+    assert resp.status == 200 and resp.headers["x-gateway-dropped-params"] == "thinking"
+    sent = upstream.requests[-1]
+    assert "thinking" not in sent and "reasoning_effort" not in sent and "reasoning" not in sent

@@ -85,9 +85,13 @@ class ContinuingFront(Front, Protocol):
         ...
 
 
+_THINKING = ("thinking", "reasoning_effort")      # how the neutral body asks for it
+_THINKING_NATIVE = ("thinking", "reasoning")      # how Anthropic's and the Responses API's bodies do
+
+
 def without_thinking(asked: ClientRequest) -> ClientRequest:
     """`asked` with its thinking dropped (and said so): for a front whose clients think by default
-    (Claude Code), on a route whose targets cannot."""
-    native = None if asked.native is None else {k: v for k, v in asked.native.items() if k != "thinking"}
-    body = {k: v for k, v in asked.body.items() if k != "thinking"}
+    (Claude Code, Codex), on a route whose targets cannot."""
+    native = None if asked.native is None else {k: v for k, v in asked.native.items() if k not in _THINKING_NATIVE}
+    body = {k: v for k, v in asked.body.items() if k not in _THINKING}
     return replace(asked, body=body, native=native, thinking=False, dropped=[*asked.dropped, "thinking"])

@@ -26,6 +26,7 @@ name = "responses"
 path = "/v1/responses"
 endpoint = "responses"
 envelope = "openai"
+thinking_optional = True   # Codex sends reasoning.effort whatever the model: a route that cannot think answers without
 ID_PREFIX = "resp_"
 
 
