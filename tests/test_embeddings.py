@@ -122,3 +122,23 @@ def test_any_body_is_checked_or_refused_with_a_named_field(body):
         assert err.status == 400 and err.param
         return
     assert asked.native is not None and asked.unseen >= 1
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1) | st.text(max_size=5)
+                           | st.floats(allow_nan=False, allow_infinity=False),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                       max_size=3), max_leaves=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=json_values)
+def test_a_vector_is_taken_exactly_when_it_is_numbers_or_a_string(value):
+    """The check on written bytes agrees with the plain rule, for any JSON an upstream may send."""
+    from gateway.dialects.embeddings import _vector
+
+    numbers = isinstance(value, list) and bool(value) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    taken = _vector(value)
+    assert (taken is not None) == (numbers or isinstance(value, str))
+    if taken is not None:
+        assert json.loads(taken) == value

@@ -12,11 +12,13 @@ import random
 import struct
 from typing import Any
 
+import orjson
+
 from gateway.dialects.base import Completion, TargetView, UpstreamError, UpstreamRequest, checked_usage
 from gateway.tokens import count_words
 
 DEFAULT_DIMENSIONS = 1536
-_NUMBERS = (float, int)
+_NUMBER_BYTES = b"0123456789.-+eE,"
 
 
 def build_request(body: dict[str, Any], target: TargetView) -> UpstreamRequest:
@@ -30,21 +32,33 @@ def build_request(body: dict[str, Any], target: TargetView) -> UpstreamRequest:
 
 
 def parse(data: Any) -> Completion:
-    """The checked vectors (`Completion.native`) and the upstream's usage."""
+    """The checked vectors, each already as the JSON bytes the client gets (`Completion.native`'s
+    `items`: index and bytes), and the upstream's usage."""
     items = data.get("data") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise UpstreamError("upstream answered embeddings without a list of them")
     out = []
     for i, item in enumerate(items):
         vector = item.get("embedding") if isinstance(item, dict) else None
-        if not (isinstance(vector, str) or (isinstance(vector, list) and vector
-                                             and all(v.__class__ in _NUMBERS for v in vector))):
+        written = _vector(vector)
+        if written is None:
             raise UpstreamError("upstream sent an embedding that is not a vector")
         index = item.get("index")
-        out.append({"object": "embedding", "index": index if index.__class__ is int else i, "embedding": vector})
+        out.append((index if index.__class__ is int else i, written))
     usage = data.get("usage")
-    return Completion(native=("embeddings", {"data": out}),
+    return Completion(native=("embeddings", {"items": out}),
                       usage=checked_usage(usage.get("prompt_tokens"), 0) if isinstance(usage, dict) else None)
+
+
+def _vector(value: Any) -> bytes | None:
+    """`value` as JSON if it is a non-empty list of numbers, or a (base64) string; else None. Checked on the
+    written bytes, in C: a list of numbers writes only digits, signs, points, exponents and commas."""
+    if isinstance(value, str):
+        return orjson.dumps(value)
+    if not isinstance(value, list) or not value:
+        return None
+    written = orjson.dumps(value)
+    return None if written[1:-1].translate(None, _NUMBER_BYTES) else written
 
 
 # ---------------------------------------------------------------- the mock's

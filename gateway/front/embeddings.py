@@ -82,13 +82,15 @@ def decode(body: dict[str, Any], drop_unsupported: bool, headers: Mapping[str, s
 def answer(done: Completion, request_id: str, created: int, route: str, prompt: int,
            asked: ClientRequest | None = None) -> tuple[bytes, Usage, bool]:
     """The list the dialect read (its vectors checked there), under the route's name."""
-    data = done.native[1]["data"] if done.native is not None and done.native[0] == name else []
+    items = done.native[1]["items"] if done.native is not None and done.native[0] == name else []
     usage, estimated = done.usage, done.usage is None
     if usage is None:
         usage = Usage(prompt, 0)
-    body = {"object": "list", "data": data, "model": route,
-            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}}
-    return orjson.dumps(body), Usage(usage.prompt_tokens, 0, None, usage.cached_tokens), estimated
+    data = b",".join(b'{"object":"embedding","index":%d,"embedding":%b}' % (i, vector) for i, vector in items)
+    tail = orjson.dumps({"model": route, "usage": {"prompt_tokens": usage.prompt_tokens,
+                                                   "total_tokens": usage.prompt_tokens}})
+    body = b'{"object":"list","data":[' + data + b"]," + tail[1:]   # vectors as the dialect wrote them
+    return body, Usage(usage.prompt_tokens, 0, None, usage.cached_tokens), estimated
 
 
 def stream_encoder(request_id: str, created: int, route: str, include_usage: bool, prompt: int,
