@@ -421,3 +421,25 @@ async def test_thinking_on_a_route_that_cannot_think_is_dropped_and_said(gateway
     assert "thinking" not in upstream.requests[-1]
     chat = await gateway.post(key, {"model": "gpt", "messages": HELLO, "thinking": body["thinking"]})
     assert chat.status == 400 and (await chat.json())["error"]["code"] == "thinking_not_supported"
+
+
+RECORDED = {"claude": [f"anthropic/{n}.sse" for n in ANTHROPIC_RECORDINGS],
+            "gpt": [f"openai/{n}.sse" for n in OPENAI_RECORDINGS if "error" not in n]}
+
+
+@pytest.mark.parametrize("route", ["claude", "gpt", "demo"])
+async def test_every_answer_and_event_validates_against_the_sdk_types(gateway, key, upstream, route):
+    """Strictly (pydantic validation, not the SDK's lenient construction): the answer as `Message`, every event
+    as `RawMessageStreamEvent`, for each recorded upstream stream of the route's dialect."""
+    from pydantic import TypeAdapter
+
+    events_type = TypeAdapter(anthropic.types.RawMessageStreamEvent)
+    resp = await post(gateway, key, {"model": route, "max_tokens": 256, "messages": HELLO})
+    anthropic.types.Message.model_validate(await resp.json(), strict=False)
+    for name in RECORDED.get(route, ["mock"]):
+        if name != "mock":
+            upstream.queue(Behaviour(sse=fixture_sse(name)))
+        resp = await post(gateway, key, {"model": route, "max_tokens": 4096, "messages": HELLO, "stream": True})
+        for kind, data in parse_events(await resp.read()):
+            if kind != "ping":
+                events_type.validate_python(data)
