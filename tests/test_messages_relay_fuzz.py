@@ -38,7 +38,7 @@ def _sse(name: str, data: dict) -> bytes:
     return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(middle=events, stop=st.booleans())
 def test_any_relayed_events_are_a_valid_sequence_or_a_clean_failure(middle, stop):
     raw = _sse("message_start", {k: v for k, v in start.items() if k != "type"})

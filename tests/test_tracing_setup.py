@@ -131,7 +131,10 @@ def _dead_port() -> int:
 
 
 @pytest.mark.parametrize("collector_is", ["dead", "slow"])
-async def test_a_dead_or_slow_collector_never_delays_a_request(start_gateway, upstream, collector, collector_is):  # noqa: F811
+async def test_a_dead_or_slow_collector_never_delays_a_request(monkeypatch, start_gateway, upstream, collector,  # noqa: F811
+                                                              collector_is):
+    import gateway.ops.tracing
+    monkeypatch.setattr(gateway.ops.tracing, "SHUTDOWN_WAIT", 0.3)   # the stop's wait for a collector that never takes
     if collector_is == "dead":
         url = f"http://127.0.0.1:{_dead_port()}"
     else:
