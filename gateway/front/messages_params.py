@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.front.chat_params import MAX_COUNT, _Fields, _is_int, _is_number, _object, _shape
+from gateway.front.chat_params import MAX_COUNT, _Fields, _is_int, _number, _object, _shape
 
 _ROLES = ("user", "assistant")
 _BLOCKS: dict[str, _Fields] = {
@@ -39,8 +39,8 @@ def validate(body: dict[str, Any], count_only: bool = False) -> None:
         _max_tokens(body.get("max_tokens"))
     _system(body.get("system"))
     _messages(body.get("messages"))
-    _range(body, "temperature", 0, 1)
-    _range(body, "top_p", 0, 1)
+    _number(body, "temperature", 0, 1)
+    _number(body, "top_p", 0, 1)
     top_k = body.get("top_k")
     if top_k is not None and (not _is_int(top_k) or top_k < 0):
         raise _fail("top_k", "'top_k' must be a non-negative integer.", "invalid_type")
@@ -65,15 +65,6 @@ def _max_tokens(value: Any) -> None:
     if not 1 <= value <= MAX_COUNT:
         raise _fail("max_tokens", f"'max_tokens' must be between 1 and {MAX_COUNT}; got {value}.")
 
-
-def _range(body: dict[str, Any], name: str, low: float, high: float) -> None:
-    v = body.get(name)
-    if v is None:
-        return
-    if not _is_number(v):
-        raise _fail(name, f"'{name}' must be a number.", "invalid_type")
-    if not low <= v <= high:
-        raise _fail(name, f"'{name}' must be between {low:g} and {high:g}; got {v}.")
 
 
 def _system(system: Any) -> None:
