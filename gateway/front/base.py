@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from gateway.dialects.base import Completion, Delta, Usage
 from gateway.errors import GatewayError
 from gateway.scrub import Scrubber
+from gateway.tokens import count_text
 
 
 @dataclass(slots=True)
@@ -95,3 +96,10 @@ def without_thinking(asked: ClientRequest) -> ClientRequest:
     native = None if asked.native is None else {k: v for k, v in asked.native.items() if k not in _THINKING_NATIVE}
     body = {k: v for k, v in asked.body.items() if k not in _THINKING}
     return replace(asked, body=body, native=native, thinking=False, dropped=[*asked.dropped, "thinking"])
+
+
+def estimate_usage(prompt: int, written: str, reasoning: str | None) -> Usage:
+    """The usage to book when an upstream reports none: the prompt estimate, and what was written
+    (reasoning billed as output, as every provider bills it)."""
+    reasoning_tokens = count_text(reasoning) if reasoning else None
+    return Usage(prompt, count_text(written) + (reasoning_tokens or 0), reasoning_tokens)

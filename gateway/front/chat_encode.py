@@ -12,9 +12,9 @@ import orjson
 
 from gateway.dialects.base import Completion, Delta, Usage
 from gateway.errors import GatewayError, error_body
+from gateway.front.base import estimate_usage
 from gateway.front.thinktags import ThinkSplitter, split_whole
 from gateway.scrub import Scrubber
-from gateway.tokens import count_text
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:
@@ -104,9 +104,7 @@ class ChunkBuilder:
         """Upstream usage when given, else an estimate from what was streamed."""
         if self.usage is not None:
             return self.usage
-        reasoning = count_text("".join(self.reasoning_text)) if self.reasoning_text else None
-        completion = count_text("".join(self._text)) + (reasoning or 0)
-        return Usage(self.prompt_estimate, completion, reasoning)
+        return estimate_usage(self.prompt_estimate, "".join(self._text), "".join(self.reasoning_text))
 
     # -- internals --------------------------------------------------------
     def _add_reasoning(self, out: dict[str, Any], text: str | None) -> None:
@@ -194,9 +192,7 @@ def completion_body(done: Completion, completion_id: str, created: int, model: s
     if usage is None:
         args = "".join(fn["arguments"] for c in message.get("tool_calls") or ()
                        if isinstance(fn := c.get("function"), dict) and isinstance(fn.get("arguments"), str))
-        reasoning_tokens = count_text(reasoning) if reasoning else None
-        written = (content or "") + (done.refusal or "") + args
-        usage = Usage(prompt_estimate, count_text(written) + (reasoning_tokens or 0), reasoning_tokens)
+        usage = estimate_usage(prompt_estimate, (content or "") + (done.refusal or "") + args, reasoning)
     body = {"id": completion_id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": message, "logprobs": done.logprobs,
                          "finish_reason": done.finish_reason}],

@@ -17,9 +17,9 @@ import orjson
 
 from gateway.dialects.base import Completion, Delta, Usage
 from gateway.errors import GatewayError, error_body
+from gateway.front.base import estimate_usage
 from gateway.front.thinktags import ThinkSplitter, split_whole
 from gateway.scrub import Scrubber, shapes
-from gateway.tokens import count_text
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 _REBUILT = frozenset({"id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "usage"})
@@ -67,11 +67,6 @@ def _stop_reason(value: Any, finish: str | None) -> str:
     return STOP_REASONS.get(finish or "stop", "end_turn")
 
 
-def _estimate(prompt: int, written: str, reasoning: str | None) -> Usage:
-    reasoning_tokens = count_text(reasoning) if reasoning else None
-    return Usage(prompt, count_text(written) + (reasoning_tokens or 0), reasoning_tokens)
-
-
 def message_body(done: Completion, message_id: str, route: str, prompt: int) -> tuple[dict[str, Any], Usage, bool]:
     """The client's `message`, the usage to book, and whether it was estimated."""
     native = done.native[1] if done.native is not None and done.native[0] == "messages" else None
@@ -89,7 +84,7 @@ def message_body(done: Completion, message_id: str, route: str, prompt: int) -> 
         written = "".join(b.get("text", "") for b in content if b["type"] == "text") + "".join(
             orjson.dumps(b["input"]).decode() for b in content if b["type"] == "tool_use")
         reasoning = "".join(b.get("thinking", "") for b in content if b["type"] == "thinking")
-        usage = _estimate(prompt, written, reasoning)
+        usage = estimate_usage(prompt, written, reasoning)
     said = _clean_usage(native.get("usage"), "input_tokens") if native is not None and not estimated else None
     body = {**extra, "id": message_id, "type": "message", "role": "assistant", "model": route, "content": content,
             "stop_reason": stop, "stop_sequence": sequence if isinstance(sequence, str) else None,
@@ -207,7 +202,7 @@ class MessagesStream:
     def final_usage(self) -> Usage:
         if self.usage is not None:
             return self.usage
-        return _estimate(self._prompt, "".join(self._text), "".join(self._reasoning))
+        return estimate_usage(self._prompt, "".join(self._text), "".join(self._reasoning))
 
     # -- the neutral path --------------------------------------------------------------------------
     def _start(self, out: list[bytes]) -> None:

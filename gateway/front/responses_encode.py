@@ -14,9 +14,8 @@ from typing import Any
 import orjson
 
 from gateway.dialects.base import Completion, Usage
-from gateway.front.base import ClientRequest
+from gateway.front.base import ClientRequest, estimate_usage
 from gateway.front.thinktags import split_whole
-from gateway.tokens import count_text
 
 # the stop reasons that end a response early: status `incomplete`, and why
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -38,11 +37,6 @@ def usage_object(usage: Usage) -> dict[str, Any]:
             "output_tokens": usage.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
             "total_tokens": usage.prompt_tokens + usage.completion_tokens}
-
-
-def estimate(prompt: int, written: str, reasoning: str) -> Usage:
-    reasoning_tokens = count_text(reasoning) if reasoning else None
-    return Usage(prompt, count_text(written) + (reasoning_tokens or 0), reasoning_tokens)
 
 
 def response_object(response_id: str, created: int, route: str, asked: ClientRequest) -> dict[str, Any]:
@@ -142,7 +136,7 @@ def response_body(done: Completion, response_id: str, created: int, route: str, 
     usage, estimated = done.usage, done.usage is None
     if usage is None:
         written, reasoning = _texts(output)
-        usage = estimate(prompt, written, reasoning)
+        usage = estimate_usage(prompt, written, reasoning)
     response = response_object(response_id, created, route, asked)
     response["output"] = output
     return finished(response, status, reason, usage, created), usage, estimated

@@ -16,11 +16,10 @@ import orjson
 
 from gateway.dialects.base import Delta, Usage
 from gateway.errors import GatewayError, error_body
-from gateway.front.base import ClientRequest
+from gateway.front.base import ClientRequest, estimate_usage
 from gateway.front.responses_encode import (
     call_item,
     checked_item,
-    estimate,
     event,
     finished,
     native_status,
@@ -156,7 +155,7 @@ class ResponsesStream:
     def final_usage(self) -> Usage:
         if self.usage is not None:
             return self.usage
-        return estimate(self._prompt, "".join(self._written), "".join(self._reasoning))
+        return estimate_usage(self._prompt, "".join(self._written), "".join(self._reasoning))
 
     # -- shared ------------------------------------------------------------------------------------
     def _event(self, kind: str, data: dict[str, Any]) -> bytes:
