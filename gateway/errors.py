@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from gateway.scrub import Scrubber
 
 if TYPE_CHECKING:
@@ -140,6 +138,7 @@ def error_response(err: GatewayError, request_id: str | None = None,
     if request_id:
         headers["x-request-id"] = request_id
     status, body = error_body(err, scrubber, envelope)
+    import orjson
     from aiohttp import web  # here, not at the top: the CLI's database commands load no HTTP stack
 
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)

@@ -1,14 +1,42 @@
-"""The CLI's database commands start without the HTTP stack: `keys list` on a ledger of any size is
-bounded by Python's start-up and the imports it needs (issue 16 measured 0.44 s, 0.28 s without aiohttp)."""
+"""The CLI's database commands start light: `keys list` and `spend` on a ledger of any size are bounded by
+Python's start-up and the imports they need (issue 16 measured 0.44 s; 0.28 s without aiohttp; the routes
+file's pydantic schema was most of the rest). They load no HTTP stack, and, given `--db`, do not read the
+routes file, so neither its schema (pydantic, YAML) nor the dialects are imported."""
 from __future__ import annotations
 
 import subprocess
 import sys
 
+HEAVY = ("aiohttp", "pydantic", "yaml", "gateway.config", "gateway.dialects", "importlib.resources")
+
+
+def loaded_after(code: str, cwd: str | None = None) -> list[str]:
+    """Which HEAVY modules (or their submodules) a fresh interpreter holds after running `code`."""
+    probe = (f"import sys\n{code}\n"
+             f"print(sorted({{m.split('.')[0] if not m.startswith('gateway') else m for m in sys.modules "
+             f"if any(m == h or m.startswith(h + '.') for h in {HEAVY!r})}}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return eval(done.stdout.strip().splitlines()[-1])     # a printed list of names
+
 
 def test_the_cli_loads_no_http_stack_until_it_serves():
-    code = ("import sys, gateway.cli, gateway.cli.keys, gateway.store.sqlite; "
-            "print(sorted(m for m in sys.modules if m == 'aiohttp' or m.startswith('aiohttp.')))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]", done.stdout
+    assert loaded_after("import gateway.cli, gateway.cli.keys, gateway.store.sqlite, gateway.keys") == []
+
+
+def test_keys_list_and_spend_on_a_named_database_read_no_routes_file(tmp_path):
+    (tmp_path / "routes.yaml").write_text("routes: {}\n")     # there, and not needed: --db names the database
+    db = str(tmp_path / "g.db")
+    made = f"from gateway.cli import main\nassert main(['keys', 'create', '--name', 'a', '--db', {db!r}]) == 0"
+    assert "gateway.config" in loaded_after(made, cwd=str(tmp_path))      # its caps come from the routes file
+    for argv, exit_code in ((["keys", "list", "--json"], 0), (["keys", "list"], 0), (["keys", "show", "no"], 1),
+                            (["spend", "--by", "key"], 0), (["spend", "--by", "day", "--json"], 0)):
+        code = f"from gateway.cli import main\nassert main({[*argv, '--db', db]!r}) == {exit_code}"
+        assert loaded_after(code, cwd=str(tmp_path)) == [], argv
+
+
+def test_check_still_reads_the_routes_file(tmp_path):
+    (tmp_path / "routes.yaml").write_text("providers:\n  p: {dialect: mock}\nroutes:\n  r:\n"
+                                          "    targets: [{provider: p, model: m, price: {input: 1, output: 1}}]\n")
+    code = "from gateway.cli import main\nassert main(['check']) == 0"
+    assert "gateway.config" in loaded_after(code, cwd=str(tmp_path))

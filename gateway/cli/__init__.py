@@ -14,14 +14,15 @@ from collections.abc import Sequence
 from gateway.cli import envfile
 from gateway.cli.args import build_parser
 from gateway.cli.common import Fail, plural
-from gateway.config import ConfigError, load_config
-from gateway.prices import price_report
 from gateway.store import DatabaseUnavailable
 
 __all__ = ["build_parser", "main"]
 
 
 def cmd_check(config_path: str) -> int:
+    from gateway.config import ConfigError, load_config
+    from gateway.prices import price_report
+
     try:
         config = load_config(config_path)
     except ConfigError as err:

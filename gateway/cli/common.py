@@ -1,15 +1,19 @@
 """What every command shares: the one-line user error, the routes file, the database it names, and
-numbers written the way people read them."""
+numbers written the way people read them.
+
+The routes file's schema (gateway/config.py: pydantic models, built as it is imported) is imported only
+when a routes file is read: `keys list` and `spend` with `--db` never read one, and its import was
+most of their start-up."""
 from __future__ import annotations
 
 import argparse
 import os
 import re
 from collections.abc import Sequence
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.config import Config, ConfigError, Limits, load_config
+if TYPE_CHECKING:
+    from gateway.config import Config, Limits
 
 DEFAULT_DB = "gateway.db"
 _UNSET_PROVIDER_VAR = re.compile(r"^providers\.[^:]+: environment variable (\w+) is not set$")
@@ -26,6 +30,8 @@ def _problems(problems: list[str]) -> str:
 
 
 def load(path: str) -> Config:
+    from gateway.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as err:
@@ -36,6 +42,8 @@ def load_for_database(path: str) -> Config:
     """The routes file for a command that touches only the database (keys, spend): a provider's
     `${VAR}` (its api_key, a header) need not be set, as no upstream is called. Any other problem,
     `settings.db: ${VAR}` included, is still an error."""
+    from gateway.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as err:
@@ -47,6 +55,8 @@ def load_for_database(path: str) -> Config:
 
 
 def _load_with(path: str, placeholders: dict[str, str]) -> Config:
+    from gateway.config import ConfigError, load_config
+
     try:
         return load_config(path, {**os.environ, **placeholders})
     except ConfigError as err:
@@ -76,6 +86,8 @@ def database(args: argparse.Namespace, config: Config | None = None) -> str:
 
 def caps(args: argparse.Namespace) -> Limits:
     """Key caps come from the config when there is one; defaults otherwise."""
+    from gateway.config import Limits
+
     config = config_if_any(args)
     return config.settings.limits if config is not None else Limits()
 
@@ -88,6 +100,8 @@ def plain(value: float | int) -> str:
     """A number as written by hand: 1000000, 0.5, 0.0000138; never 1e+06, never float noise."""
     if isinstance(value, bool) or not isinstance(value, float):
         return str(value)
+    from decimal import Decimal
+
     text = format(Decimal(repr(value)), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 

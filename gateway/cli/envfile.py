@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 
 from gateway.cli.common import Fail
 
@@ -55,6 +54,8 @@ def init(path: str = ENV_FILE) -> int:
         print(f"GATEWAY_MASTER_KEY is already set (in {where}); nothing to do. The admin API and dashboard "
               "are on when `gateway serve` runs with it.")
         return 0
+    import secrets  # here: every command reads .env, only `init` makes a key
+
     master = "gwm-" + secrets.token_urlsafe(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

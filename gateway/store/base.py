@@ -9,7 +9,6 @@ import abc
 import json
 import math
 import re
-import secrets
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -298,8 +297,12 @@ def is_date(text: str) -> bool:
 
 
 def new_secret() -> str:
+    import secrets  # here: only making a key needs it, not every command that opens the store
+
     return "sk-" + secrets.token_urlsafe(32)
 
 
 def new_key_id() -> str:
+    import secrets
+
     return "key_" + secrets.token_hex(6)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from importlib import resources
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 _NAME = re.compile(r"^(\d{4})_[\w\-]+\.sql$")
@@ -17,7 +18,12 @@ _PG_LOCK = 0x6C6C6D677764   # "llmgwd"
 
 
 def migration_files(dialect: str = "sqlite") -> list[tuple[str, str]]:
-    folder = resources.files("gateway.migrations").joinpath(*_FOLDERS[dialect])
+    """(name, SQL) of every migration of `dialect`, in order. The package's folder is read as files
+    (importlib.resources would import zipfile and its compressors: 10 ms of every command's start)."""
+    spec = find_spec("gateway.migrations")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the gateway.migrations package is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations))).joinpath(*_FOLDERS[dialect])
     found = sorted(f.name for f in folder.iterdir() if _NAME.match(f.name))
     return [(name, folder.joinpath(name).read_text(encoding="utf-8")) for name in found]
 
