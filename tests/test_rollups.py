@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.store import RowRefused, is_postgres_url, open_store, utc_iso
+from gateway.store import RowRefused, Store, is_postgres_url, open_store, utc_iso
 from gateway.store.base import REFUSAL_CODES
 from tests.pg import to_dollar_params
 
@@ -128,3 +128,38 @@ def test_roll_ups_equal_the_ledgers_own_sums_whatever_batches_arrive(kind, tmp_p
     finally:
         loop.run_until_complete(store.close())
         loop.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_two_writers_over_every_key_at_once_neither_deadlocks_nor_loses_a_sum(kind, tmp_path, pg_databases):
+    """The benchmark's shape (bench/ledger.py write: a batch touches 201 keys' roll-up rows) from two
+    stores at once, listing the keys in opposite orders and spanning three days: on PostgreSQL two
+    processes' triggers lock those rows in one order (ORDER BY in rollup.roll_up), so neither waits on
+    the other in a circle; on SQLite the two take turns. Every sum still equals the ledger's."""
+    url = str(tmp_path / "w.db") if kind == "sqlite" else await pg_databases.url("w")
+    stores = [await open_store(url), await open_store(url)]
+    keys = [f"key_{k:03d}" for k in range(201)]
+    try:
+        for key in keys:
+            await stores[0].create_key(key_id=key, name=key, key_prefix="sk-w", key_hash=key, rpm=1, tpm=1,
+                                       budget=1, period="never", models=None, now="")
+
+        async def write(store: Store, order: list[str], tag: str) -> None:
+            for b in range(6):
+                rows = [{"request_id": f"{tag}{b}-{i}", "key_id": key, "created_at": utc_iso(T0 + (i % 3) * 86_400),
+                         "route": ("gpt", "claude")[i % 2], "status": "error" if i % 7 == 0 else "ok",
+                         "prompt_tokens": 10 + i, "completion_tokens": 3, "total_tokens": 13 + i,
+                         "cost_usd": 0.001 * (i % 5), "attempts": 1}
+                        for i, key in enumerate(order * 2)]
+                await store.insert_rows(rows)
+
+        await asyncio.gather(write(stores[0], keys, "a"), write(stores[1], keys[::-1], "b"))
+        for by, column in DIRECT.items():
+            direct = await fetch(url, f"SELECT {column}, {SUMS} FROM requests WHERE {COUNTED} GROUP BY {column}")
+            first = {"key": "key_id", "model": "model", "day": "day"}[by]
+            view = [tuple(r[c] for c in (first, *VIEW_COLUMNS)) for r in await stores[1].spend(by)]
+            assert same(view, direct), by
+        assert (await fetch(url, "SELECT COUNT(*) FROM requests"))[0][0] == 2 * 6 * 402
+    finally:
+        for store in stores:
+            await store.close()
