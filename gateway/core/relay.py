@@ -122,17 +122,19 @@ async def _read(leg: _Leg, timeout: float, on_silence: _Silence | None, every: f
     deadline = loop.time() + timeout
     tick = loop.time() + every if on_silence else math.inf
     while True:
-        now = loop.time()
-        if now >= deadline - 1e-6:
-            raise AttemptFailed("timeout", f"upstream sent no event for {timeout:g}s", retryable=True)
-        try:
-            async with asyncio.timeout(min(deadline, tick) - now):
-                data = await leg.body.read()
-        except TimeoutError:
-            if on_silence is not None and loop.time() < deadline - 1e-6:
-                await on_silence()
-                tick = loop.time() + every
-            continue
+        data = leg.body.read_nowait()   # what has arrived needs no timer
+        if data is None:
+            now = loop.time()
+            if now >= deadline - 1e-6:
+                raise AttemptFailed("timeout", f"upstream sent no event for {timeout:g}s", retryable=True)
+            try:
+                async with asyncio.timeout(min(deadline, tick) - now):
+                    data = await leg.body.read()
+            except TimeoutError:
+                if on_silence is not None and loop.time() < deadline - 1e-6:
+                    await on_silence()
+                    tick = loop.time() + every
+                continue
         if not data:
             return translator.end(), True
         seen = translator.events

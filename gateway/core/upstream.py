@@ -1,7 +1,7 @@
-"""Talking to upstreams: the shared client session and its foreign errors, translated here.
+"""Talking to upstreams: the shared connection pool (core/http1.py) and its errors, translated here.
 
 Every failure of an attempt becomes one `AttemptFailed` saying whether a retry
-may help; nothing from aiohttp's client escapes this module. No answer is read
+may help; nothing from the HTTP client escapes this module. No answer is read
 past `settings.max_upstream_bytes` (a whole body, or all of one stream), and an
 error body only as far as `ERROR_BODY_BYTES`.
 """
@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, cast
 
-import aiohttp
 import orjson
 
 from gateway.clock import Clock
+from gateway.core.http1 import Answer, BadHeader, Pool, answer_words
 from gateway.core.table import TargetEntry
 from gateway.core.translate import unreadable
 from gateway.dialects.base import Completion, Dialect, LocalDialect, UpstreamError, UpstreamRequest
@@ -96,49 +95,47 @@ def too_large(limit: int) -> AttemptFailed:
     return AttemptFailed("too_large", f"upstream answer over {limit} bytes (settings.max_upstream_bytes)")
 
 
-async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes | bytearray:
+async def _read_body(answer: Answer, limit: int) -> bytes | bytearray:
     """The whole body as it arrives; past `limit` bytes the attempt fails and the rest is never read.
 
-    A bytearray grows in place (no second copy) and orjson parses it as it is.
+    A body that arrives in one piece is returned as it is; more pieces grow one bytearray (no second copy),
+    which orjson parses as it is.
     """
-    if resp.content_length is not None:
-        if resp.content_length > limit:
+    length = answer.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large(limit)
+    body: bytes | bytearray = b""
+    while chunk := await answer.read():
+        if not body:
+            body = chunk
+        else:
+            if isinstance(body, bytes):
+                body = bytearray(body)
+            body += chunk
+        if len(body) > limit:
             raise too_large(limit)
-        return await resp.read()   # aiohttp reads exactly that many bytes, in one await
-    body, content = bytearray(), resp.content
-    while chunk := await content.readany():
-        if len(body) + len(chunk) > limit:
-            raise too_large(limit)
-        body += chunk
     return body
 
 
-async def _read_head(resp: aiohttp.ClientResponse, limit: int = ERROR_BODY_BYTES) -> bytes:
+async def _read_head(answer: Answer, limit: int = ERROR_BODY_BYTES) -> bytes:
     """At most `limit` bytes of the body; the rest stays unread (the connection is then closed, not reused)."""
-    body, content = bytearray(), resp.content
-    while len(body) < limit and (chunk := await content.readany()):
+    body = bytearray()
+    while len(body) < limit and (chunk := await answer.read()):
         body += chunk
     return bytes(body[:limit])
 
 
 def network_words(exc: BaseException) -> str:
     """What went wrong on the wire, in words a client and an operator read (never a class name)."""
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return "the TLS handshake with the provider failed"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, socket.gaierror):
-            return "the provider's host name does not resolve"
-        return "could not connect to the provider (refused or unreachable)"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the provider closed the connection"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "the provider's answer broke off"
+    words = answer_words(exc)
+    if words is not None:
+        return words
     strerror = getattr(exc, "strerror", None)
     return strerror.lower() if isinstance(strerror, str) and strerror else "a network error"
 
 
 class _translated:
-    """Bounds an upstream wait by `timeout` and turns aiohttp's and the OS's errors into `AttemptFailed`."""
+    """Bounds an upstream wait by `timeout` and turns the transport's and the OS's errors into `AttemptFailed`."""
 
     __slots__ = ("_timeout", "_what", "_cm")
 
@@ -156,9 +153,11 @@ class _translated:
         except TimeoutError:
             raise AttemptFailed("timeout", f"upstream {self._what} within {self._timeout:g}s",
                                 retryable=True) from None
-        if isinstance(exc, (aiohttp.ClientError, OSError)):
+        if isinstance(exc, OSError):
             raise AttemptFailed("connect", f"upstream connection failed: {network_words(exc)}",
                                 retryable=True) from None
+        if isinstance(exc, BadHeader):   # from routes.yaml or a client's pass-through header: never sent
+            raise AttemptFailed("connect", f"upstream request not sent: {exc}") from None
         return False
 
 
@@ -168,15 +167,28 @@ class RemoteBody:
     It counts down `limit` bytes (all of the stream, comments too): past it, `too_large`.
     """
 
-    __slots__ = ("_resp", "_left", "_limit")
+    __slots__ = ("_answer", "_left", "_limit")
 
-    def __init__(self, resp: aiohttp.ClientResponse, limit: int):
-        self._resp, self._left, self._limit = resp, limit, limit
+    def __init__(self, answer: Answer, limit: int):
+        self._answer, self._left, self._limit = answer, limit, limit
+
+    def read_nowait(self) -> bytes | None:
+        """What has arrived (b"" at the end), or None: the caller then waits in `read`, under its deadline."""
+        try:
+            data = self._answer.read_nowait()
+        except OSError as exc:
+            raise UpstreamError(f"upstream connection broke mid-stream: {network_words(exc)}",
+                                retryable=True) from None
+        if data:
+            self._left -= len(data)
+            if self._left < 0:
+                raise too_large(self._limit)
+        return data
 
     async def read(self) -> bytes:
         try:
-            data = await self._resp.content.readany()
-        except (aiohttp.ClientError, OSError) as exc:
+            data = await self._answer.read()
+        except OSError as exc:
             raise UpstreamError(f"upstream connection broke mid-stream: {network_words(exc)}",
                                 retryable=True) from None
         self._left -= len(data)
@@ -185,7 +197,7 @@ class RemoteBody:
         return data
 
     def close(self) -> None:
-        self._resp.close()
+        self._answer.release()
 
 
 class LocalBody:
@@ -197,6 +209,12 @@ class LocalBody:
         self._events = events if delay else [b"".join(events)]
         self._events.reverse()
         self._delay, self._clock = delay, clock
+
+    def read_nowait(self) -> bytes | None:
+        """Without a delay every event is ready at once; with one, each waits for `read`."""
+        if self._delay and self._events:
+            return None
+        return self._events.pop() if self._events else b""
 
     async def read(self) -> bytes:
         if not self._events:
@@ -247,8 +265,8 @@ def _local(target: TargetEntry) -> LocalDialect:
 class Upstream:
     """The HTTP transport to remote providers; `transport(target)` picks it or the in-process one."""
 
-    def __init__(self, session: aiohttp.ClientSession, clock: Clock):
-        self.session = session
+    def __init__(self, pool: Pool, clock: Clock):
+        self.pool = pool
         self._local = LocalTransport(clock)
 
     def transport(self, target: TargetEntry) -> Upstream | LocalTransport:
@@ -258,13 +276,10 @@ class Upstream:
     def create(cls, clock: Clock) -> Upstream:
         # No cap on connections: every open stream holds one, and a capped pool would queue requests
         # silently inside their header timeout (1000 held streams got 256 connections).
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
-                                         enable_cleanup_closed=True, keepalive_timeout=30)
-        return cls(aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
-                                         auto_decompress=True, timeout=aiohttp.ClientTimeout(total=None)), clock)
+        return cls(Pool(), clock)
 
     async def close(self) -> None:
-        await self.session.close()
+        await self.pool.close()
 
     async def complete(self, target: TargetEntry, req: UpstreamRequest, timeout: float, *, limit: int,
                        parse: Parse | None = None) -> Completion:
@@ -278,11 +293,14 @@ class Upstream:
 
     async def _call(self, dialect: Dialect, req: UpstreamRequest, timeout: float, limit: int) -> Any:
         """The answer's JSON, whatever its shape: the dialect judges it."""
-        async with (_translated(timeout, "did not answer"),
-                    self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers) as resp):
-            if resp.status >= 300:
-                raise _status_failure(resp.status, await _read_head(resp), resp.headers, dialect)
-            body = await _read_body(resp, limit)
+        async with _translated(timeout, "did not answer"):
+            answer = await self.pool.post(req.url, req.headers, orjson.dumps(req.body))
+            try:
+                if answer.status >= 300:
+                    raise _status_failure(answer.status, await _read_head(answer), answer.headers, dialect)
+                body = await _read_body(answer, limit)
+            finally:
+                answer.release()
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -297,32 +315,23 @@ class Upstream:
         """Send the request and wait (at most `timeout`) for the answer's headers; the stream reads `limit` bytes."""
         dialect = target.dialect
         async with _translated(timeout, "sent no headers"):
-            resp = await self.session.post(req.url, data=orjson.dumps(req.body), headers=req.headers)
-            if resp.status >= 300:
-                body = await _read_head(resp)
-                resp.release()
-                raise _status_failure(resp.status, body, resp.headers, dialect)
-        content_type = resp.headers.get("content-type", "")
+            answer = await self.pool.post(req.url, req.headers, orjson.dumps(req.body))
+            if answer.status >= 300:
+                try:
+                    body = await _read_head(answer)
+                finally:
+                    answer.release()
+                raise _status_failure(answer.status, body, answer.headers, dialect)
+        content_type = answer.headers.get("content-type", "")
         if "json" in content_type and "event-stream" not in content_type:
             try:   # a 200 answering a stream request with JSON: most likely an error body
                 async with asyncio.timeout(timeout):
-                    body = await _read_head(resp)
+                    body = await _read_head(answer)
                 data = orjson.loads(body)
-            except (TimeoutError, aiohttp.ClientError, OSError, orjson.JSONDecodeError):
+            except (TimeoutError, OSError, orjson.JSONDecodeError):
                 data = None
             finally:
-                resp.release()
+                answer.release()
             raise _error_body(data, dialect) or AttemptFailed(
                 "protocol", "upstream answered a stream request without a stream", retryable=True)
-        _nodelay(resp)
-        return RemoteBody(resp, limit)
-
-
-def _nodelay(resp: aiohttp.ClientResponse) -> None:
-    transport = resp.connection.transport if resp.connection else None
-    sock = transport.get_extra_info("socket") if transport else None
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+        return RemoteBody(answer, limit)
