@@ -99,7 +99,8 @@ texts = st.one_of(st.text(max_size=12), st.text(alphabet="\x00a\u00e9\U0001f600\
                   st.integers(257, 3000).map(lambda n: "x\x00" * n), st.integers(-3, 3))
 maybe_texts = st.one_of(texts, st.none())
 wholes = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(), st.text(max_size=3))
-reals = st.one_of(st.none(), st.floats(), st.integers(-2 ** 70, 2 ** 70), st.text(max_size=3))
+reals = st.one_of(st.none(), st.floats(), st.integers(-2 ** 70, 2 ** 70), st.text(max_size=3),
+                  st.floats(1e307, 1.7e308))    # two of these overflow a sum (the day roll-up)
 _KINDS = {"cost_usd": reals, "latency_ms": reals, "ttft_ms": reals,
           "stream": wholes, "http_status": wholes, "prompt_tokens": wholes, "completion_tokens": wholes,
           "reasoning_tokens": wholes, "total_tokens": wholes, "attempts": wholes}
@@ -136,12 +137,19 @@ class _Reader:
         cur = self.conn.execute(sql)
         return [dict(zip(LEDGER_COLUMNS, r, strict=True)) for r in cur]
 
-    async def reset(self) -> None:
+    async def rolled_up_cost(self) -> float:
+        """All the spend in the day roll-ups (spend_daily), which the gateway adds to with each batch."""
+        sql = "SELECT COALESCE(SUM(cost_usd), 0) FROM spend_daily"
         if is_postgres_url(self.url):
-            await self.conn.execute("DELETE FROM requests")
+            return float(await self.conn.fetchval(sql))
+        return float(self.conn.execute(sql).fetchone()[0])
+
+    async def reset(self) -> None:
+        """Rows deleted by hand, and their roll-ups with them (migrations/0005): each example starts afresh."""
+        if is_postgres_url(self.url):
+            await self.conn.execute("DELETE FROM requests; DELETE FROM spend_daily")
         else:
-            self.conn.execute("DELETE FROM requests")
-            self.conn.commit()
+            self.conn.executescript("DELETE FROM requests; DELETE FROM spend_daily")
 
     async def close(self) -> None:
         await self.conn.close() if is_postgres_url(self.url) else self.conn.close()
@@ -151,6 +159,36 @@ def _same(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-12)
     return a == b
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite", "postgres"])
+async def test_huge_costs_never_overflow_the_spend_roll_ups(db_kind, tmp_path, pg_databases):
+    """Each of these rows alone is one the database takes, so none may be set aside. Costs near the largest
+    float overflowed the day's roll-up (spend_daily) once two met there: PostgreSQL refused the sum (22003),
+    so the second row was set aside, and every later row of that day, key and route with it; SQLite summed
+    to infinity. The property below kept the roll-ups from one example to the next, so the refusal hung on
+    earlier examples: found by --hypothesis-seed=1 (2 written, 1 set aside), not repeated on replay."""
+    url = str(tmp_path / "huge.db") if db_kind == "sqlite" else await pg_databases.url("huge")
+    store = await open_store(url)
+    await store.create_key(key_id=KEY_ID, name="k", key_prefix="sk-poison", rpm=1, tpm=1, models=None,
+                           key_hash=hash_secret("sk-poison"), budget=1.0, period="never",
+                           now="2024-05-10T12:00:00.000Z")
+    reader = await _Reader.open(url)
+    try:
+        ledger = LedgerWriter(store, batch=8, interval=0.002)
+        for batch in ([1.7e308, 1.7e308, 9.9e291], [1.7e308], [-1.7e308, -1.7e308]):  # in one batch, in turns
+            for cost in batch:
+                ledger.record({**_normal(ledger.queued), "cost_usd": cost})
+            await ledger.flush()
+        await ledger.close()
+        assert (ledger.written, ledger.rejected, ledger.depth) == (6, 0, 0)
+        costs = [r["cost_usd"] for r in await reader.rows()]
+        assert len(costs) == 6 and all(math.isfinite(c) for c in costs), costs
+        rolled_up = await reader.rolled_up_cost()
+        assert math.isfinite(rolled_up) and rolled_up == pytest.approx(sum(costs)), (rolled_up, costs)
+    finally:
+        await reader.close()
+        await store.close()
 
 
 def test_any_row_is_repaired_alike_on_both_stores_or_set_aside(tmp_path, pg_databases):
@@ -164,19 +202,16 @@ def test_any_row_is_repaired_alike_on_both_stores_or_set_aside(tmp_path, pg_data
 
     readers = [loop.run_until_complete(_Reader.open(url)) for url in urls]
 
-    async def write(store: Store, reader: _Reader, rows: list[dict]) -> tuple[LedgerWriter, list[dict]]:
+    async def write(store: Store, reader: _Reader, rows: list[dict]) -> tuple[LedgerWriter, list[dict], float]:
         await reader.reset()
         ledger = LedgerWriter(store, batch=8, interval=0.002)
         for row in rows:
             ledger.record(row)
         await ledger.flush()
         await ledger.close()                     # its drain ends within an interval
-        return ledger, await reader.rows()
+        return ledger, await reader.rows(), await reader.rolled_up_cost()
 
-    # derandomize: the same 30 cases each run. `--hypothesis-seed=1` finds a case (three rows alike but for
-    # their id, batch 8, a 2 ms interval) where the writer's counts come out 2 written / 1 set aside, and
-    # the replay does not repeat it: a timing race in the writer, open in the session note, kept out of CI
-    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(hostile_rows, min_size=1, max_size=12), st.integers(0, 12))
     def check(hostile, normals):
         rows = [{**row, "request_id": f"hostile-{i:02}"} for i, row in enumerate(hostile)]
@@ -184,16 +219,20 @@ def test_any_row_is_repaired_alike_on_both_stores_or_set_aside(tmp_path, pg_data
         refused = {r["request_id"] for r in rows if r["key_id"] != KEY_ID or r["created_at"] is None}
         results = [loop.run_until_complete(write(store, reader, rows))
                    for store, reader in zip(stores, readers, strict=True)]
-        for ledger, stored in results:
+        for ledger, stored, rolled_up in results:
             assert ledger.depth == 0, "a refused row blocked the ledger"
             assert (ledger.written, ledger.rejected) == (len(rows) - len(refused), len(refused))
             assert [r["request_id"] for r in stored] == sorted(r["request_id"] for r in rows
                                                                if r["request_id"] not in refused)
             assert all(_clean(v) for r in stored for v in r.values())
             assert all(r["error_code"] is None or CODE.fullmatch(r["error_code"]) for r in stored)
-        (_, sqlite_rows), (_, pg_rows) = results
+            assert math.isfinite(rolled_up), "the day roll-up overflowed"
+        (_, sqlite_rows, sqlite_spend), (_, pg_rows, pg_spend) = results
         for a, b in zip(sqlite_rows, pg_rows, strict=True):
             assert all(_same(a[c], b[c]) for c in LEDGER_COLUMNS), (a, b)
+        # alike but for the order of the additions (SQLite's SUM compensates its rounding, PostgreSQL's not)
+        scale = sum(abs(r["cost_usd"]) for r in sqlite_rows)
+        assert abs(sqlite_spend - pg_spend) <= 1e-12 * scale + 1e-9, (sqlite_spend, pg_spend)
 
     try:
         check()

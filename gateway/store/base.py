@@ -33,6 +33,11 @@ REFUSAL_CODES = ("rate_limit_exceeded", "request_exceeds_limit", "budget_exceede
 TEXT_BOUND = 256           # any text column of a ledger row
 CODE_BOUND = 64            # error_code: a short code, SPEC section 9
 _INT_MIN, _INT_MAX = -2**31, 2**31 - 1      # INTEGER in PostgreSQL; SQLite holds it too
+# A float column (a cost, a latency) within +-FLOAT_BOUND: the day roll-ups add up costs (rollup.py), and
+# a sum must stay finite over any number of rows a database can hold (2**63 x 1e15 is about 1e34), or
+# PostgreSQL refuses the batch for the rows before it (22003) while SQLite sums to infinity. A quadrillion
+# USD for one request, or 30,000 years of latency, is no real value.
+FLOAT_BOUND = 1e15
 _CODE = re.compile(r"[a-z0-9_.\-]{1,64}")
 _NOT_CODE = re.compile(r"[^a-z0-9_.\-]+")
 _FLOAT_COLUMNS = frozenset({"cost_usd", "latency_ms", "ttft_ms"})
@@ -73,7 +78,8 @@ def ledger_values(row: dict[str, Any], strict: bool = False) -> list[Any]:
     """A ledger row as both stores write it, in LEDGER_COLUMNS order, repaired so that neither refuses it.
 
     Text loses NUL characters and lone surrogates and is clipped to TEXT_BOUND characters (`error_code`
-    to a CODE_BOUND code); whole numbers fit PostgreSQL's INTEGER; floats are finite; NOT NULL numbers
+    to a CODE_BOUND code); whole numbers fit PostgreSQL's INTEGER; floats are finite, within FLOAT_BOUND
+    (so the day roll-ups' sums are too); NOT NULL numbers
     default to 0. One function for both stores, so SQLite and PostgreSQL hold the same row. `strict` is
     the last try for a row the database still refused: ASCII text, and a valid `status`/`usage_source`.
     """
@@ -90,7 +96,7 @@ def ledger_values(row: dict[str, Any], strict: bool = False) -> list[Any]:
         elif kind is int:
             if v.__class__ is not int or not _INT_MIN <= v <= _INT_MAX:
                 v = _whole(v, _NOT_NULL.get(column))
-        elif v.__class__ is not float or not math.isfinite(v):
+        elif v.__class__ is not float or not -FLOAT_BOUND <= v <= FLOAT_BOUND:    # also NaN and infinities
             v = _finite(v, _NOT_NULL.get(column))
         if strict and column in _CHOICES and v not in _CHOICES[column]:
             v = "error" if column == "status" else None
@@ -119,11 +125,12 @@ def _whole(value: Any, default: int | None) -> int | None:
 
 
 def _finite(value: Any, default: float | None) -> float | None:
+    """A float within +-FLOAT_BOUND (clamped), or `default` for what is no number, NaN or infinite."""
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         return default
-    return number if math.isfinite(number) else default
+    return min(max(number, -FLOAT_BOUND), FLOAT_BOUND) if math.isfinite(number) else default
 
 
 def utc_iso(ts: float) -> str:
