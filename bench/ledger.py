@@ -2,7 +2,7 @@
 
     python bench/ledger.py build   --db DB --rows 3000000 [--keys 201] [--days 90] [--before 0005]
     python bench/ledger.py measure --db DB [--repeat 3]
-    python bench/ledger.py write   --db DB [--batches 30]
+    python bench/ledger.py write   --db DB [--batches 30] [--against DB_BEFORE]
 
 DB is a SQLite path or a postgresql:// URL. `build` makes a ledger as a gateway of the schema before
 migration `--before` would have it (the migrations before it, then `--rows` rows over `--days` days and
@@ -11,13 +11,17 @@ runs it: `gateway serve` until /health answers, `GET /admin/keys`, `gateway keys
 `gateway spend --by key|model|day` (each a whole process, as a user runs it; opening the database first
 applies pending migrations, whose time is `first_open_s`), then the same reads in its own process
 (`inproc_*`: without Python's start-up, which dominates once the reads are small). `write` times the
-ledger's own write path (`Store.insert_rows`, batches of 1,000 rows) on the big ledger. bench/ledger.sh
-runs all of it against the code before and after the spend roll-ups.
+ledger's own write path on the big ledger (batches of 1,000 rows over 201 keys, on a connection held
+from batch to batch as the gateway's drain holds one; see _Ledger);
+`--against` a copy in the schema before the roll-ups also writes each batch there as the code before them
+did, batch for batch in turn, and gives the difference batch by batch (`write_vs_baseline`). bench/ledger.sh
+runs all of it against the code before and after the spend roll-ups; results: bench/ledger-results.md.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -118,9 +122,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _gateway(*args: str, env: dict[str, str]) -> float:
+def _gateway(*args: str, env: dict[str, str], cwd: str) -> float:
     began = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, env=env,
+    done = subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=3600)
     if done.returncode != 0:
         raise SystemExit(f"gateway {' '.join(args)} failed: {done.stderr[-500:]}")
@@ -137,13 +141,13 @@ def _get(url: str, key: str | None = None) -> int:
         return 0
 
 
-def _serve(db: str, config: str, env: dict[str, str]) -> tuple[float, float]:
+def _serve(db: str, config: str, env: dict[str, str], cwd: str) -> tuple[float, float]:
     """Seconds from `gateway serve` to a 200 from /health, and one GET /admin/keys once it answers."""
     port = _free_port()
     with tempfile.TemporaryFile() as log:
         began = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--db", db, "--config", config,
-                                 "--port", str(port), "--no-access-log"], env=env, stdout=log, stderr=log)
+                                 "--port", str(port), "--no-access-log"], env=env, cwd=cwd, stdout=log, stderr=log)
         try:
             while _get(f"http://127.0.0.1:{port}/health") != 200:
                 if proc.poll() is not None or time.monotonic() - began > 3600:
@@ -160,22 +164,26 @@ def _serve(db: str, config: str, env: dict[str, str]) -> tuple[float, float]:
 
 
 def measure(db: str, repeat: int) -> None:
+    """Each command runs in an empty temp folder: `python -m gateway` puts its folder first on sys.path, so
+    from the repository's root it would import the checked-out code whatever PYTHONPATH names (ledger.sh
+    runs the code before the roll-ups through PYTHONPATH), and it would read that folder's .env."""
     env = {**os.environ, "GATEWAY_MASTER_KEY": MASTER}
+    db = db if postgres(db) else os.path.abspath(db)
     with tempfile.TemporaryDirectory() as tmp:
         config = str(Path(tmp) / "routes.yaml")
         Path(config).write_text(ROUTES)
         common = ("--db", db, "--config", config)
-        first = _gateway("spend", "--by", "day", "--json", *common, env=env)   # applies pending migrations
+        first = _gateway("spend", "--by", "day", "--json", *common, env=env, cwd=tmp)   # applies pending migrations
         times: dict[str, list[float]] = {}
         for _ in range(repeat):
-            ready, admin = _serve(db, config, env)
+            ready, admin = _serve(db, config, env, tmp)
             times.setdefault("serve_ready_s", []).append(ready)
             times.setdefault("admin_keys_s", []).append(admin)
-            times.setdefault("keys_list_s", []).append(_gateway("keys", "list", "--json", *common, env=env))
+            times.setdefault("keys_list_s", []).append(_gateway("keys", "list", "--json", *common, env=env, cwd=tmp))
             for by in ("key", "model", "day"):
                 times.setdefault(f"spend_{by}_s", []).append(_gateway("spend", "--by", by, "--json", *common,
-                                                                      env=env))
-        times["python_start_s"] = [_gateway("--version", env=env) for _ in range(repeat)]
+                                                                      env=env, cwd=tmp))
+        times["python_start_s"] = [_gateway("--version", env=env, cwd=tmp) for _ in range(repeat)]
     out = {"first_open_s": round(first, 2), **{k: round(statistics.median(v), 3) for k, v in times.items()},
            **asyncio.run(inproc(db, repeat))}
     print(json.dumps(out))
@@ -202,26 +210,98 @@ async def inproc(db: str, repeat: int) -> dict[str, float]:
     return {k: round(statistics.median(v), 4) for k, v in times.items()}
 
 
-async def write(db: str, batches: int) -> None:
-    """Microseconds per ledger row written by the store's own path (batches of 1,000, one transaction each)."""
-    from gateway.store import open_store
+def _batch(b: int) -> list[dict]:
+    """1,000 rows of one second, over 201 keys: 201 roll-up rows to add to (the most a batch touches here)."""
+    at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(T0 + 95 * 86_400 + b))
+    return [{"request_id": f"w{b}-{i}", "key_id": f"key_{i % 201}", "created_at": at, "route": "demo-chat",
+             "provider": "demo", "upstream_model": "chat", "stream": 0, "status": "ok", "http_status": 200,
+             "prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340, "cost_usd": 0.00038,
+             "latency_ms": 20.0, "attempts": 1, "usage_source": "upstream"} for i in range(1000)]
 
-    store = await open_store(db)
-    try:
-        per_row = []
+
+class _Ledger:
+    """One side of `write`: the ledger's write path on a connection held from batch to batch, as the
+    gateway's drain holds one (its batches go through neither a pool's acquire nor its reset).
+
+    `roll_ups=True`: the store's own path (`open_store`, which migrates; then SQLite's `_insert`, the insert
+    and its roll-up statement in one transaction, on the store's thread; PostgreSQL's `_copy`, one COPY
+    whose trigger adds the roll-ups). `roll_ups=False`: the write before the roll-ups (c7a5df8^) on a
+    database of that schema, opened raw: the same ledger_values, then one INSERT from a JSON parameter on
+    a thread (SQLite) or one COPY (PostgreSQL)."""
+
+    def __init__(self, db: str, roll_ups: bool):
+        self.db, self.roll_ups = db, roll_ups
+        self.stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> _Ledger:
+        from gateway.store import open_store
+
+        if self.roll_ups:
+            store = await open_store(self.db)
+            self.stack.push_async_callback(store.close)
+            if postgres(self.db):
+                self.pg = await self.stack.enter_async_context(store._conn())
+            else:
+                self.store = store
+        elif postgres(self.db):
+            import asyncpg
+            self.pg = await asyncpg.connect(self.db)
+            self.stack.push_async_callback(self.pg.close)
+        else:
+            self.lite = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
+            self.stack.callback(self.lite.close)
+            for pragma in ("busy_timeout=5000", "synchronous=NORMAL", "foreign_keys=ON"):    # as the store's
+                self.lite.execute(f"PRAGMA {pragma}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stack.aclose()
+
+    async def insert_rows(self, rows: list[dict]) -> None:
+        from gateway.store.base import LEDGER_COLUMNS, ledger_values
+
+        if postgres(self.db):
+            if self.roll_ups:
+                from gateway.store.postgres import _copy
+                await _copy(self.pg, rows)
+            else:
+                await self.pg.copy_records_to_table("requests", records=[ledger_values(r) for r in rows],
+                                                    columns=LEDGER_COLUMNS)
+        elif self.roll_ups:
+            await self.store.insert_rows(rows)
+        else:
+            import orjson
+
+            from gateway.store.sqlite import _INSERT_LEDGER
+            batch = orjson.dumps([ledger_values(r) for r in rows]).decode()
+            await asyncio.to_thread(self.lite.execute, _INSERT_LEDGER, (batch,))
+
+
+async def write(db: str, batches: int, against: str | None) -> None:
+    """Microseconds per ledger row written by the store's own path (batches of 1,000, one transaction each).
+    With `against` (a copy of the ledger in the schema before the roll-ups, from `build`), each batch is
+    also written there the way the code before the roll-ups wrote it, the two taking turns batch by batch,
+    and compared batch by batch: what the roll-ups cost, with the machine's load falling on both alike."""
+    times: dict[str, list[float]] = {"store": [], "baseline": []}
+    async with contextlib.AsyncExitStack() as stack:
+        sides = [("store", await stack.enter_async_context(_Ledger(db, True)))]
+        if against:
+            sides.append(("baseline", await stack.enter_async_context(_Ledger(against, False))))
         for b in range(batches):
-            at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(T0 + 95 * 86_400 + b))
-            rows = [{"request_id": f"w{b}-{i}", "key_id": f"key_{i % 201}", "created_at": at, "route": "demo-chat",
-                     "provider": "demo", "upstream_model": "chat", "stream": 0, "status": "ok", "http_status": 200,
-                     "prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340, "cost_usd": 0.00038,
-                     "latency_ms": 20.0, "attempts": 1, "usage_source": "upstream"} for i in range(1000)]
-            began = time.perf_counter()
-            await store.insert_rows(rows)
-            per_row.append((time.perf_counter() - began) / len(rows) * 1e6)
-    finally:
-        await store.close()
-    print(json.dumps({"write_us_per_row_median": round(statistics.median(per_row), 2),
-                      "write_us_per_row_p90": round(sorted(per_row)[int(len(per_row) * 0.9)], 2)}))
+            for name, ledger in sides if b % 2 else sides[::-1]:
+                rows = _batch(b)
+                began = time.perf_counter()
+                await ledger.insert_rows(rows)
+                times[name].append((time.perf_counter() - began) / len(rows) * 1e6)
+    per_row = times["store"]
+    out = {"write_us_per_row_median": round(statistics.median(per_row), 2),
+           "write_us_per_row_p90": round(sorted(per_row)[int(len(per_row) * 0.9)], 2)}
+    if against:
+        ratios = [a / b for a, b in zip(per_row, times["baseline"], strict=True)]
+        out |= {"baseline_us_per_row_median": round(statistics.median(times["baseline"]), 2),
+                "write_vs_baseline": f"{100 * (statistics.median(ratios) - 1):+.1f}%",
+                "write_vs_baseline_quartiles": [f"{100 * (q - 1):+.1f}%" for q in statistics.quantiles(ratios)[::2]]}
+    print(json.dumps(out))
 
 
 def main() -> None:
@@ -239,13 +319,14 @@ def main() -> None:
     w = sub.add_parser("write")
     w.add_argument("--db", required=True)
     w.add_argument("--batches", type=int, default=30)
+    w.add_argument("--against", help="a copy in the schema before the roll-ups: time the write before them too")
     args = parser.parse_args()
     if args.command == "build":
         asyncio.run(build(args.db, args.rows, args.keys, args.days, args.before))
     elif args.command == "measure":
         measure(args.db, args.repeat)
     else:
-        asyncio.run(write(args.db, args.batches))
+        asyncio.run(write(args.db, args.batches, args.against))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@
 # the commit before the one that added migrations/0005_spend_rollups.sql), and by the code checked out
 # here, whose first open applies migration 0005 (its time is `first_open_s`). PostgreSQL is measured when
 # one answers at GATEWAY_BENCH_PG (default postgresql://postgres@127.0.0.1:5432/postgres). Output: one
-# JSON line per step; about 5 minutes at 3 million rows on 2 cores.
+# JSON line per step; about 5 minutes at 3 million rows on 2 cores. At 30 million the builds alone take 20
+# (SQLite, 6.8 GB) and 30 minutes (PostgreSQL, 11 GB), and the code before the roll-ups needs minutes for
+# each command it is timed on. The ledger's write is compared batch by batch
+# (`write --against`): on a shared machine the load moves, between two runs minutes apart, by more than
+# the difference being measured. Results: bench/ledger-results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-3000000}
@@ -25,16 +29,18 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir "$WORK/before"
 git archive "$BEFORE" gateway migrations | tar -x -C "$WORK/before"
 ln -s ../migrations "$WORK/before/gateway/migrations"
+# both trees byte-compiled: where PYTHONDONTWRITEBYTECODE is set, an uncompiled tree is compiled again by
+# every process, and the start-up times would compare compilers
+"$PY" -m compileall -q "$WORK/before/gateway" gateway
 before() { PYTHONPATH="$WORK/before" "$PY" bench/ledger.py "$@"; }
 after() { "$PY" bench/ledger.py "$@"; }
 
 run() {   # run KIND DB_BEFORE DB_AFTER
   echo "{\"store\": \"$1\", \"code\": \"before ($(git rev-parse --short "$BEFORE"))\"}"
   before measure --db "$2"
-  before write --db "$2"
   echo "{\"store\": \"$1\", \"code\": \"after (working tree)\"}"
   after measure --db "$3"
-  after write --db "$3"
+  after write --db "$3" --against "$2" --batches 100
 }
 
 echo "{\"rows\": $ROWS, \"sqlite\": \"$WORK\"}"
