@@ -203,8 +203,7 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
     try:
         response = await opening.open()
         ex.first_byte(clock.monotonic())
-        await response.write(first)
-        await _pump(leg, response, timeout, every)
+        await _pump(leg, response, first, timeout, every)
         ex.answered()
     except AttemptFailed as exc:   # only _pump raises these: the response is open
         error = client_error(exc, started=True)
@@ -222,19 +221,48 @@ async def relay_stream(request: web.Request, ex: Exchange, entry: RouteEntry, or
     return response
 
 
-async def _pump(leg: _Leg, response: web.StreamResponse, timeout: float, every: float) -> None:
+async def _pump(leg: _Leg, response: web.StreamResponse, out: bytes, timeout: float, every: float) -> None:
+    """`out` (the first chunk's bytes), then the rest: each write takes all that has arrived, and the
+    last one ends the body, so a stream that came whole leaves in one write, headers included."""
     beat = leg.translator.encoder.keepalive
 
     async def keepalive() -> None:
         await response.write(beat)
 
-    while not leg.translator.done:
-        out, ended = await _next(leg, timeout, keepalive, every)
+    while True:
+        parts = [out]
+        try:
+            ended = _ready(leg, parts)
+        except AttemptFailed:
+            await response.write(b"".join(parts))   # what the client was to get goes out before the error
+            raise
+        out = b"".join(parts)
+        if ended or leg.translator.done:
+            break
         if out:
             await response.write(out)
+        out, ended = await _next(leg, timeout, keepalive, every)
         if ended:
             break
-    await response.write_eof(leg.translator.finish())   # the last chunks and the end of the body in one write
+    await response.write_eof(out + leg.translator.finish())
+
+
+def _ready(leg: _Leg, parts: list[bytes]) -> bool:
+    """Adds to `parts` what the upstream has sent already, translated, without waiting; True once it closed.
+    On a failure `parts` keeps what was translated before it."""
+    translator = leg.translator
+    try:
+        while not translator.done:
+            data = leg.body.read_nowait()
+            if data is None:
+                return False
+            if not data:
+                parts.append(translator.end())
+                return True
+            parts.append(translator.feed(data))
+    except UpstreamError as exc:
+        raise AttemptFailed("protocol", exc.message, status=exc.status, retryable=exc.retryable) from None
+    return False
 
 
 async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
