@@ -6,6 +6,7 @@ equal the sums over every row; and the upgraded ledger takes new rows at once.
 """
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import asyncpg
@@ -13,7 +14,7 @@ import pytest
 
 from gateway.keys import KeyRegistry
 from gateway.store import is_postgres_url, open_store, utc_iso
-from gateway.store.migrate import _statements, migration_files
+from gateway.store.migrate import _PG_LOCK, _statements, apply_postgres_migrations, migration_files
 from tests.pg import to_dollar_params
 from tests.test_rollups import COUNTED, SUMS, VIEW_COLUMNS, same
 
@@ -155,3 +156,22 @@ async def test_a_ledger_of_the_previous_schema_is_upgraded_in_place(kind, previo
         await views_match_the_rows(url)
     finally:
         await store.close()
+
+
+async def test_a_long_postgres_migration_is_not_cut_off_by_the_command_timeout(pg_databases):
+    """Migration 0005 sums every row of the ledger: over 30 s at 30 million rows, past the pool's command
+    timeout, which rolled it back at every start. Here another process holds the migration lock longer than
+    this connection's command timeout (as while it migrates a big ledger): this one waits and migrates."""
+    url = await pg_databases.url()
+    holder = await asyncpg.connect(url)
+    waiter = await asyncpg.connect(url, command_timeout=0.5)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", _PG_LOCK)
+        migrating = asyncio.ensure_future(apply_postgres_migrations(waiter))
+        await asyncio.sleep(1.5)
+        assert not migrating.done()                     # waiting for the lock, not timed out
+        await holder.execute("SELECT pg_advisory_unlock($1)", _PG_LOCK)
+        assert await migrating == [name for name, _ in migration_files("postgres")]
+    finally:
+        await holder.close()
+        await waiter.close()

@@ -15,6 +15,10 @@ _NAME = re.compile(r"^(\d{4})_[\w\-]+\.sql$")
 _FOLDERS = {"sqlite": (), "postgres": ("postgres",)}
 # pg_advisory_xact_lock key: processes starting at once against one PostgreSQL migrate one at a time
 _PG_LOCK = 0x6C6C6D677764   # "llmgwd"
+# A migration runs once, for as long as its ledger needs: 0005 sums every row (over 30 s at 30 million rows,
+# where the pool's 30 s command timeout cut it off, rolled it back, and no gateway could start), and a
+# process that starts meanwhile waits that long for the lock. asyncpg has no "no timeout" per call.
+PG_MIGRATION_TIMEOUT = 24 * 3600.0
 # Whether the bookkeeping table is there, read from the catalog as a query: to_regclass() here, before the
 # lock, would leave a negative entry in this connection's catalog cache, and the check under the lock
 # would then miss a table another process has just created (and apply 0000 a second time).
@@ -71,11 +75,11 @@ async def apply_postgres_migrations(conn: Any) -> list[str]:
     applied = []
     for name, sql in files:
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _PG_LOCK)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _PG_LOCK, timeout=PG_MIGRATION_TIMEOUT)
             if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL") and \
                     await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", name):
                 continue   # done before, or by a process that held the lock first
-            await conn.execute(sql)
+            await conn.execute(sql, timeout=PG_MIGRATION_TIMEOUT)
             await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", name)
         applied.append(name)
     return applied
