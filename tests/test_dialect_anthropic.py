@@ -91,9 +91,10 @@ def test_golden(name):
 @pytest.mark.parametrize("name", OK_STREAMS)
 def test_golden_split_at_every_offset(name):
     raw = (STREAMS / f"{name}.sse").read_bytes()
-    expected = golden(name)
-    for cut in range(1, len(raw)):
-        assert as_dicts(decode([raw[:cut], raw[cut:]])) == expected, cut
+    whole = decode([raw])
+    assert as_dicts(whole) == golden(name)
+    for cut in range(1, len(raw)):      # Deltas compared as they are: as_dicts on each cut was 70% of the time
+        assert decode([raw[:cut], raw[cut:]]) == whole, cut
 
 
 EXPECTED = {
