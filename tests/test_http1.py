@@ -257,3 +257,40 @@ async def test_any_bytes_from_an_upstream_give_an_answer_or_a_broken_answer(repl
                 pass
         await pool.close()
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
+
+
+async def test_a_trickling_stream_waits_under_one_timer_and_a_silence_ends_at_its_deadline():
+    """Each read of a stream waits with a deadline; one lazy timer serves them all (not one per chunk), a
+    read past its deadline gives None, and what comes later is still read whole."""
+    async def handler(reader, writer, n):
+        await server.request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(20):
+            writer.write(b"1\r\n%d\r\n" % (i % 10))
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.3)                    # a silence longer than the reader's deadline
+        writer.write(b"4\r\nlate\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with RawServer(handler) as server:
+        pool = Pool()
+        loop = asyncio.get_running_loop()
+        answer = await pool.post(server.url, {}, b"{}")
+        timers, got = set(), b""
+        while len(got) < 20:
+            data = await answer.read(loop.time() + 5)
+            got += data
+            if answer._timer is not None:
+                timers.add(id(answer._timer))
+        assert got == b"01234567890123456789"
+        assert len(timers) == 1, len(timers)
+        began = loop.time()
+        assert await answer.read(loop.time() + 0.1) is None    # the silence outlasts this deadline
+        assert 0.09 <= loop.time() - began < 0.25
+        rest = b""
+        while data := await answer.read(loop.time() + 5):
+            rest += data
+        assert rest == b"late"
+        answer.release()
+        await pool.close()

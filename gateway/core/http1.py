@@ -21,6 +21,7 @@ the request.
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import ssl
 from collections import deque
@@ -103,7 +104,7 @@ class Answer:
     """An answer being read: its status and head once `head` returns, then its body."""
 
     __slots__ = ("conn", "status", "headers", "_parser", "_chunks", "_buffered", "_complete", "_error",
-                 "_waiter", "_got_bytes", "_framed", "_paused", "_reused", "_head_done", "_keep")
+                 "_waiter", "_got_bytes", "_framed", "_paused", "_reused", "_head_done", "_keep", "_when", "_timer")
 
     def __init__(self, conn: Connection, reused: bool):
         self.conn, self._reused = conn, reused
@@ -115,7 +116,9 @@ class Answer:
         self._complete = self._head_done = self._got_bytes = self._paused = self._keep = False
         self._framed = False     # the body's end is known (Content-Length or chunked), not the connection's close
         self._error: BrokenAnswer | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None
+        self._when = math.inf                     # the deadline of the wait under way (loop time)
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- the parser's callbacks ------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -189,21 +192,52 @@ class Answer:
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter.set_result(True)
 
-    async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+    async def _wait(self, when: float = math.inf) -> bool:
+        """Until something happens (True) or loop time `when` (False).
+
+        One lazy timer per answer rather than one per wait: it is armed for the nearest deadline, left
+        armed when a wait ends early, and when it rings before the deadline of the wait then under way
+        (a later one) it re-arms itself for it. A stream whose reads each wait a little costs a timer
+        per `timeout` seconds, not per chunk.
+        """
+        loop = asyncio.get_running_loop()
+        if when != math.inf:
+            if loop.time() >= when:
+                return False
+            timer = self._timer
+            if timer is None or timer.when() > when:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(when, self._ring)
+        self._when = when
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
         try:
-            await self._waiter
+            return await waiter
         finally:
             self._waiter = None
 
+    def _ring(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self._when == math.inf:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._when:
+            waiter.set_result(False)
+        else:
+            self._timer = loop.call_at(self._when, self._ring)
+
     # -- what the caller reads -----------------------------------------------------------------------
-    async def head(self) -> None:
+    async def head(self, when: float = math.inf) -> None:
+        """Until the answer's head has arrived; TimeoutError at loop time `when`."""
         while not self._head_done:
             if self._error is not None:
                 raise self._error
-            await self._wait()
+            if not await self._wait(when):
+                raise TimeoutError
 
     def read_nowait(self) -> bytes | None:
         """What is buffered (b"" at the body's end), or None when the caller must wait."""
@@ -225,10 +259,12 @@ class Answer:
             return b""
         return None
 
-    async def read(self) -> bytes:
-        """The next bytes of the body, all that is buffered; b"" at its end. Safe to cancel and call again."""
+    async def read(self, when: float = math.inf) -> bytes | None:
+        """The next bytes of the body, all that is buffered; b"" at its end; None at loop time `when`.
+        Safe to cancel and call again."""
         while (data := self.read_nowait()) is None:
-            await self._wait()
+            if not await self._wait(when):
+                return None
         return data
 
     @property
@@ -239,6 +275,9 @@ class Answer:
         """Done with this answer: its connection goes back to the pool if the answer was read to its end."""
         conn = self.conn
         conn._answer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._parser = None    # it refers back to us: without the cycle the answer goes with its last reference
         if self._complete and self._keep and self._framed and not self._chunks and conn.reusable:
             conn.pool.put(conn)
@@ -327,8 +366,8 @@ class Pool:
                                                ssl=tls, server_hostname=origin.host if tls else None)
         return conn
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Answer:
-        """Send a POST and wait for the answer's head (the caller bounds the wait)."""
+    async def post(self, url: str, headers: dict[str, str], body: bytes, when: float = math.inf) -> Answer:
+        """Send a POST and wait for the answer's head; TimeoutError at loop time `when`."""
         origin, line = self._origin(url)
         head = bytearray(line)
         head += origin.host_line
@@ -341,20 +380,25 @@ class Pool:
         conn = self._take(origin.key)
         if conn is not None:
             try:
-                return await self._exchange(conn, head, reused=True)
+                return await self._exchange(conn, head, reused=True, when=when)
             except BrokenAnswer as exc:
                 if not exc.before_answer:
                     raise
-        return await self._exchange(await self._connect(origin), head, reused=False)
+        if when == math.inf:
+            conn = await self._connect(origin)
+        else:
+            async with asyncio.timeout_at(when):    # a new connection only: most requests reuse one
+                conn = await self._connect(origin)
+        return await self._exchange(conn, head, reused=False, when=when)
 
-    async def _exchange(self, conn: Connection, data: bytearray, reused: bool) -> Answer:
+    async def _exchange(self, conn: Connection, data: bytearray, reused: bool, when: float) -> Answer:
         answer = Answer(conn, reused)
         conn._answer = answer
         try:
             if conn.transport is None or not conn.reusable:
                 raise BrokenAnswer("the provider closed the connection", before_answer=True)
             conn.transport.write(data)
-            await answer.head()
+            await answer.head(when)
         except BaseException:
             conn._answer = None
             conn.close()

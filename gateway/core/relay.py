@@ -127,10 +127,8 @@ async def _read(leg: _Leg, timeout: float, on_silence: _Silence | None, every: f
             now = loop.time()
             if now >= deadline - 1e-6:
                 raise AttemptFailed("timeout", f"upstream sent no event for {timeout:g}s", retryable=True)
-            try:
-                async with asyncio.timeout(min(deadline, tick) - now):
-                    data = await leg.body.read()
-            except TimeoutError:
+            data = await leg.body.read(min(deadline, tick))
+            if data is None:     # that time came first
                 if on_silence is not None and loop.time() < deadline - 1e-6:
                     await on_silence()
                     tick = loop.time() + every

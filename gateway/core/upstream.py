@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, cast
@@ -95,7 +96,7 @@ def too_large(limit: int) -> AttemptFailed:
     return AttemptFailed("too_large", f"upstream answer over {limit} bytes (settings.max_upstream_bytes)")
 
 
-async def _read_body(answer: Answer, limit: int) -> bytes | bytearray:
+async def _read_body(answer: Answer, limit: int, when: float) -> bytes | bytearray:
     """The whole body as it arrives; past `limit` bytes the attempt fails and the rest is never read.
 
     A body that arrives in one piece is returned as it is; more pieces grow one bytearray (no second copy),
@@ -105,7 +106,7 @@ async def _read_body(answer: Answer, limit: int) -> bytes | bytearray:
     if length is not None and length.isdigit() and int(length) > limit:
         raise too_large(limit)
     body: bytes | bytearray = b""
-    while chunk := await answer.read():
+    while chunk := await _until(answer, when):
         if not body:
             body = chunk
         else:
@@ -117,10 +118,17 @@ async def _read_body(answer: Answer, limit: int) -> bytes | bytearray:
     return body
 
 
-async def _read_head(answer: Answer, limit: int = ERROR_BODY_BYTES) -> bytes:
+async def _until(answer: Answer, when: float) -> bytes:
+    data = await answer.read(when)
+    if data is None:
+        raise TimeoutError
+    return data
+
+
+async def _read_head(answer: Answer, when: float, limit: int = ERROR_BODY_BYTES) -> bytes:
     """At most `limit` bytes of the body; the rest stays unread (the connection is then closed, not reused)."""
     body = bytearray()
-    while len(body) < limit and (chunk := await answer.read()):
+    while len(body) < limit and (chunk := await _until(answer, when)):
         body += chunk
     return bytes(body[:limit])
 
@@ -135,22 +143,20 @@ def network_words(exc: BaseException) -> str:
 
 
 class _translated:
-    """Bounds an upstream wait by `timeout` and turns the transport's and the OS's errors into `AttemptFailed`."""
+    """Turns a wait past its deadline (TimeoutError, raised by core/http1.py at the deadline it was
+    given: no timer of its own) and the transport's and the OS's errors into `AttemptFailed`."""
 
-    __slots__ = ("_timeout", "_what", "_cm")
+    __slots__ = ("_timeout", "_what")
 
     def __init__(self, timeout: float, what: str):
         self._timeout, self._what = timeout, what
 
     async def __aenter__(self) -> None:
-        self._cm = asyncio.timeout(self._timeout)
-        await self._cm.__aenter__()
+        return None
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool:
-        try:
-            await self._cm.__aexit__(kind, exc, tb)
-        except TimeoutError:
+        if isinstance(exc, TimeoutError):
             raise AttemptFailed("timeout", f"upstream {self._what} within {self._timeout:g}s",
                                 retryable=True) from None
         if isinstance(exc, OSError):
@@ -185,15 +191,17 @@ class RemoteBody:
                 raise too_large(self._limit)
         return data
 
-    async def read(self) -> bytes:
+    async def read(self, when: float) -> bytes | None:
+        """The next bytes (b"" at the end), or None at loop time `when`."""
         try:
-            data = await self._answer.read()
+            data = await self._answer.read(when)
         except OSError as exc:
             raise UpstreamError(f"upstream connection broke mid-stream: {network_words(exc)}",
                                 retryable=True) from None
-        self._left -= len(data)
-        if self._left < 0:
-            raise too_large(self._limit)
+        if data:
+            self._left -= len(data)
+            if self._left < 0:
+                raise too_large(self._limit)
         return data
 
     def close(self) -> None:
@@ -216,11 +224,16 @@ class LocalBody:
             return None
         return self._events.pop() if self._events else b""
 
-    async def read(self) -> bytes:
+    async def read(self, when: float) -> bytes | None:
+        """The next event (b"" at the end), or None at loop time `when`."""
         if not self._events:
             return b""
         if self._delay:
-            await self._clock.sleep(self._delay)
+            try:
+                async with asyncio.timeout_at(None if when == math.inf else when):
+                    await self._clock.sleep(self._delay)
+            except TimeoutError:
+                return None
         return self._events.pop()
 
     def close(self) -> None:
@@ -293,12 +306,13 @@ class Upstream:
 
     async def _call(self, dialect: Dialect, req: UpstreamRequest, timeout: float, limit: int) -> Any:
         """The answer's JSON, whatever its shape: the dialect judges it."""
+        when = asyncio.get_running_loop().time() + timeout
         async with _translated(timeout, "did not answer"):
-            answer = await self.pool.post(req.url, req.headers, orjson.dumps(req.body))
+            answer = await self.pool.post(req.url, req.headers, orjson.dumps(req.body), when)
             try:
                 if answer.status >= 300:
-                    raise _status_failure(answer.status, await _read_head(answer), answer.headers, dialect)
-                body = await _read_body(answer, limit)
+                    raise _status_failure(answer.status, await _read_head(answer, when), answer.headers, dialect)
+                body = await _read_body(answer, limit, when)
             finally:
                 answer.release()
         try:
@@ -314,19 +328,19 @@ class Upstream:
                           limit: int) -> RemoteBody:
         """Send the request and wait (at most `timeout`) for the answer's headers; the stream reads `limit` bytes."""
         dialect = target.dialect
+        loop = asyncio.get_running_loop()
         async with _translated(timeout, "sent no headers"):
-            answer = await self.pool.post(req.url, req.headers, orjson.dumps(req.body))
+            answer = await self.pool.post(req.url, req.headers, orjson.dumps(req.body), loop.time() + timeout)
             if answer.status >= 300:
                 try:
-                    body = await _read_head(answer)
+                    body = await _read_head(answer, loop.time() + timeout)
                 finally:
                     answer.release()
                 raise _status_failure(answer.status, body, answer.headers, dialect)
         content_type = answer.headers.get("content-type", "")
         if "json" in content_type and "event-stream" not in content_type:
             try:   # a 200 answering a stream request with JSON: most likely an error body
-                async with asyncio.timeout(timeout):
-                    body = await _read_head(answer)
+                body = await _read_head(answer, loop.time() + timeout)
                 data = orjson.loads(body)
             except (TimeoutError, OSError, orjson.JSONDecodeError):
                 data = None
