@@ -80,7 +80,7 @@ def _say_stopping(app: web.Application, started: list[bool]) -> None:
 
     async def stopping(app: web.Application) -> None:
         if started[0]:
-            in_flight = int(sum(s.value for m in app[METRICS].in_flight.collect() for s in m.samples))
+            in_flight = app[METRICS].in_flight
             print(f"{who}: stopping: no new connections; finishing {plural(in_flight, 'request')} in flight "
                   f"(at most {SHUTDOWN_SECONDS} s, then they are cancelled), then writing the ledger", flush=True)
 

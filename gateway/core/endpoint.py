@@ -67,7 +67,7 @@ async def _handle(request: web.Request, front: Front) -> web.StreamResponse:
     ex.endpoint = front.endpoint
     if (tracing := app[TRACING]) is not None:
         ex.trace = tracing.begin(request.headers, front.endpoint, ex.request_id)
-    metrics.in_flight.inc()
+    metrics.started()
     try:
         return await _serve(request, ex, table, front)
     except GatewayError as err:
@@ -81,7 +81,7 @@ async def _handle(request: web.Request, front: Front) -> web.StreamResponse:
         ex.crashed()
         raise
     finally:
-        metrics.in_flight.dec()
+        metrics.ended()
         row = ex.finished(clock.monotonic())
         if ex.trace is not None:
             ex.trace.end(row)

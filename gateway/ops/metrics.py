@@ -7,12 +7,13 @@ names come from the config, never from client input or keys.
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from gateway.clock import Clock
 from gateway.core.router import Router
@@ -90,51 +91,109 @@ class _TracingLive:
         yield dropped
 
 
+class _Tallies:
+    """The per-request counters as plain numbers, turned into metric families only when Prometheus scrapes.
+
+    prometheus_client's Counter and Histogram take a lock on every increment; a request bumped eight of
+    them. Everything here runs on the event loop, scrapes included, so plain numbers need no lock.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str], int] = {}
+        self.refusals: dict[str, int] = {}
+        self.tokens: dict[tuple[str, str], int] = {}
+        self.spend: dict[str, float] = {}
+        self.retries: dict[str, int] = {}
+        self.latency: dict[str, list[float]] = {}   # per route: a count per bucket (the last is +Inf), then the sum
+        self.ttft: dict[str, list[float]] = {}
+        self.in_flight = 0
+
+    def collect(self) -> Iterable[Any]:
+        requests = CounterMetricFamily("gateway_requests", "Chat completion requests by route, provider and status",
+                                       labels=["route", "provider", "status"])
+        for (route, provider, status), n in self.requests.items():
+            requests.add_metric([route, provider, status], n)
+        yield requests
+        yield _histogram("gateway_request_duration_seconds", "Request latency", self.latency)
+        yield _histogram("gateway_time_to_first_token_seconds", "Time to first token (or whole answer)", self.ttft)
+        tokens = CounterMetricFamily("gateway_tokens", "Tokens by route and kind", labels=["route", "kind"])
+        for (route, kind), count in self.tokens.items():
+            tokens.add_metric([route, kind], count)
+        yield tokens
+        sums: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+            ("gateway_spend_usd", "Spend in USD by route", "route", self.spend),
+            ("gateway_retries", "Upstream retries by route", "route", self.retries),
+            ("gateway_limit_refusals", "Requests refused by limits", "reason", self.refusals))
+        for name, doc, label, values in sums:
+            family = CounterMetricFamily(name, doc, labels=[label])
+            for key, value in values.items():
+                family.add_metric([key], value)
+            yield family
+        yield GaugeMetricFamily("gateway_in_flight_requests", "Requests being served", value=self.in_flight)
+
+
+_BOUNDS = [repr(float(b)) for b in _LATENCY_BUCKETS] + ["+Inf"]   # as prometheus_client writes `le`
+
+
+def _histogram(name: str, doc: str, routes: dict[str, list[float]]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=["route"])
+    for route, counts in routes.items():
+        cumulative = list(itertools.accumulate(counts[:-1]))
+        family.add_metric([route], list(zip(_BOUNDS, cumulative, strict=True)), sum_value=counts[-1])
+    return family
+
+
+def _observe(routes: dict[str, list[float]], route: str, seconds: float) -> None:
+    counts = routes.get(route)
+    if counts is None:
+        counts = routes[route] = [0.0] * (len(_LATENCY_BUCKETS) + 2)
+    counts[bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1   # `le`: a value on a bound counts in its bucket
+    counts[-1] += seconds
+
+
+def _add(counts: dict[Any, Any], key: Any, n: float) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
 class Metrics:
     def __init__(self, router: Router, ledger_ref: Callable[[], LedgerWriter | None], clock: Clock):
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter("gateway_requests", "Chat completion requests by route, provider and status",
-                                ["route", "provider", "status"], registry=r)
-        self.latency = Histogram("gateway_request_duration_seconds", "Request latency", ["route"],
-                                 buckets=_LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("gateway_time_to_first_token_seconds", "Time to first token (or whole answer)",
-                              ["route"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.tokens = Counter("gateway_tokens", "Tokens by route and kind", ["route", "kind"], registry=r)
-        self.spend = Counter("gateway_spend_usd", "Spend in USD by route", ["route"], registry=r)
-        self.retries = Counter("gateway_retries", "Upstream retries by route", ["route"], registry=r)
-        self.refusals = Counter("gateway_limit_refusals", "Requests refused by limits", ["reason"], registry=r)
-        self.in_flight = Gauge("gateway_in_flight_requests", "Requests being served", registry=r)
-        r.register(_Live(router, ledger_ref, clock))
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.tally = _Tallies()
+        self.registry.register(self.tally)
+        self.registry.register(_Live(router, ledger_ref, clock))
 
-    def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def started(self) -> None:
+        self.tally.in_flight += 1
+
+    def ended(self) -> None:
+        self.tally.in_flight -= 1
+
+    @property
+    def in_flight(self) -> int:
+        return self.tally.in_flight
 
     def observe(self, row: dict[str, Any]) -> None:
+        tally = self.tally
         route = row.get("route") or ""
-        self._child(self.requests, route, row.get("provider") or "", row["status"]).inc()
+        status = row["status"]
+        _add(tally.requests, (route, row.get("provider") or "", status), 1)
         code = row.get("error_code")
         if code in _REFUSALS:
-            self._child(self.refusals, _REFUSALS[code]).inc()
-        if row["status"] == "rejected":
+            _add(tally.refusals, _REFUSALS[code], 1)
+        if status == "rejected":
             return
         if row.get("latency_ms") is not None:
-            self._child(self.latency, route).observe(row["latency_ms"] / 1000)
+            _observe(tally.latency, route, row["latency_ms"] / 1000)
         if row.get("ttft_ms") is not None:
-            self._child(self.ttft, route).observe(row["ttft_ms"] / 1000)
+            _observe(tally.ttft, route, row["ttft_ms"] / 1000)
         if row["prompt_tokens"]:
-            self._child(self.tokens, route, "prompt").inc(row["prompt_tokens"])
+            _add(tally.tokens, (route, "prompt"), row["prompt_tokens"])
         if row["completion_tokens"]:
-            self._child(self.tokens, route, "completion").inc(row["completion_tokens"])
+            _add(tally.tokens, (route, "completion"), row["completion_tokens"])
         if row["cost_usd"]:
-            self._child(self.spend, route).inc(row["cost_usd"])
+            _add(tally.spend, route, row["cost_usd"])
         if row["attempts"] > 1:
-            self._child(self.retries, route).inc(row["attempts"] - 1)
+            _add(tally.retries, route, row["attempts"] - 1)
 
     def watch_limiter(self, limiter: Limiter) -> None:
         self.registry.register(_LimiterLive(limiter))
@@ -143,7 +202,7 @@ class Metrics:
         self.registry.register(_TracingLive(counts))
 
     def unauthorized(self) -> None:
-        self._child(self.requests, "", "", "unauthorized").inc()
+        _add(self.tally.requests, ("", "", "unauthorized"), 1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
