@@ -8,14 +8,17 @@ DB is a SQLite path or a postgresql:// URL. `build` makes a ledger as a gateway 
 migration `--before` would have it (the migrations before it, then `--rows` rows over `--days` days and
 `--keys` keys, made in SQL so 30 million rows take minutes, not hours). `measure` times, on whatever code
 runs it: `gateway serve` until /health answers, `GET /admin/keys`, `gateway keys list` and
-`gateway spend --by key|model|day` (each a whole process, as a user runs it; opening the database first
-applies pending migrations, whose time is `first_open_s`), then the same reads in its own process
+`gateway spend --by key|model|day` (each a whole process, as a user runs it, with its CPU seconds beside:
+`*_cpu_s`; `python_start_*` is `gateway --version`; opening the database first applies pending
+migrations, whose time is `first_open_s`), then the same reads in its own process
 (`inproc_*`: without Python's start-up, which dominates once the reads are small). `write` times the
 ledger's own write path on the big ledger (batches of 1,000 rows over 201 keys, on a connection held
-from batch to batch as the gateway's drain holds one; see _Ledger);
-`--against` a copy in the schema before the roll-ups also writes each batch there as the code before them
-did, batch for batch in turn, and gives the difference batch by batch (`write_vs_baseline`). bench/ledger.sh
-runs all of it against the code before and after the spend roll-ups; results: bench/ledger-results.md.
+from batch to batch as the gateway's drain holds one; see _Ledger) and the roll-ups' own share of it
+(`rollup_*`: PostgreSQL's trigger as the server counts it, SQLite's statement timed alone); `--against` a
+copy in the schema before the roll-ups also writes each batch there as the code before them did, batch
+for batch in turn, and gives the difference batch by batch (`write_vs_baseline`: two databases, so it
+carries more noise than `rollup_*`). bench/ledger.sh runs all of it against the code before and after
+the spend roll-ups; results: bench/ledger-results.md.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import socket
 import sqlite3
 import statistics
@@ -122,12 +126,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _gateway(*args: str, env: dict[str, str], cwd: str) -> float:
-    began = time.monotonic()
+def _gateway(*args: str, env: dict[str, str], cwd: str, cpu: list[float] | None = None) -> float:
+    """Seconds the command took; its CPU seconds (user + system) go to `cpu`: on a machine shared with other
+    jobs, a process waits for a core, and its wall time says more about the load than about the command."""
+    began, used = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=3600)
     if done.returncode != 0:
         raise SystemExit(f"gateway {' '.join(args)} failed: {done.stderr[-500:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
     return time.monotonic() - began
 
 
@@ -175,15 +184,20 @@ def measure(db: str, repeat: int) -> None:
         common = ("--db", db, "--config", config)
         first = _gateway("spend", "--by", "day", "--json", *common, env=env, cwd=tmp)   # applies pending migrations
         times: dict[str, list[float]] = {}
+
+        def timed(name: str, *args: str) -> None:
+            wall = _gateway(*args, env=env, cwd=tmp, cpu=times.setdefault(f"{name}_cpu_s", []))
+            times.setdefault(f"{name}_s", []).append(wall)
+
         for _ in range(repeat):
             ready, admin = _serve(db, config, env, tmp)
             times.setdefault("serve_ready_s", []).append(ready)
             times.setdefault("admin_keys_s", []).append(admin)
-            times.setdefault("keys_list_s", []).append(_gateway("keys", "list", "--json", *common, env=env, cwd=tmp))
+            timed("keys_list", "keys", "list", "--json", *common)
             for by in ("key", "model", "day"):
-                times.setdefault(f"spend_{by}_s", []).append(_gateway("spend", "--by", by, "--json", *common,
-                                                                      env=env, cwd=tmp))
-        times["python_start_s"] = [_gateway("--version", env=env, cwd=tmp) for _ in range(repeat)]
+                timed(f"spend_{by}", "spend", "--by", by, "--json", *common)
+        for _ in range(repeat):
+            timed("python_start", "--version")
     out = {"first_open_s": round(first, 2), **{k: round(statistics.median(v), 3) for k, v in times.items()},
            **asyncio.run(inproc(db, repeat))}
     print(json.dumps(out))
@@ -277,25 +291,87 @@ class _Ledger:
             await asyncio.to_thread(self.lite.execute, _INSERT_LEDGER, (batch,))
 
 
+async def _trigger_time(ledger: _Ledger) -> float | None:
+    """Seconds PostgreSQL spent in the roll-up trigger (spend_daily_add) so far: the roll-ups' own cost, which
+    the load of a shared machine cannot blur the way it blurs two timings side by side. Needs the right to
+    set track_functions (a superuser); None without it. Statistics reach the view once the session has
+    been idle a second after a transaction."""
+    import asyncpg
+
+    try:
+        await ledger.pg.execute("SET track_functions = 'pl'")
+    except asyncpg.InsufficientPrivilegeError:
+        return None
+    await asyncio.sleep(1.1)
+    await ledger.pg.execute("SELECT 1")
+    await asyncio.sleep(0.2)
+    await ledger.pg.execute("SELECT pg_stat_clear_snapshot()")
+    ms = await ledger.pg.fetchval("SELECT total_time FROM pg_stat_user_functions WHERE funcname = 'spend_daily_add'")
+    return (ms or 0.0) / 1000
+
+
+def _sqlite_roll_up_time(db: str, batches: int) -> dict[str, object]:
+    """SQLite's roll-up statement timed on its own: the store's statements for a batch (sqlite._insert: the
+    insert and ROLL_UP_SQLITE in one transaction) on a connection of this thread, each timed."""
+    import orjson
+
+    from gateway.store.base import ledger_values
+    from gateway.store.rollup import ROLL_UP_SQLITE
+    from gateway.store.sqlite import _INSERT_LEDGER
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    rest = roll_up = 0.0
+    try:
+        for pragma in ("busy_timeout=5000", "synchronous=NORMAL", "foreign_keys=ON"):
+            conn.execute(f"PRAGMA {pragma}")
+        for b in range(batches):
+            began = time.perf_counter()
+            batch = orjson.dumps([ledger_values(r) for r in _batch(10_000 + b)]).decode()
+            conn.execute("BEGIN IMMEDIATE")
+            added = conn.execute(_INSERT_LEDGER, (batch,))
+            inserted = time.perf_counter()
+            conn.execute(ROLL_UP_SQLITE, ((added.lastrowid or 0) - added.rowcount,))
+            rolled = time.perf_counter()
+            conn.execute("COMMIT")
+            rest += (inserted - began) + (time.perf_counter() - rolled)
+            roll_up += rolled - inserted
+    finally:
+        conn.close()
+    return {"rollup_statement_us_per_row": round(roll_up / (batches * 1000) * 1e6, 2),
+            "rollup_statement_vs_rest_of_write": f"+{100 * roll_up / rest:.1f}%"}
+
+
 async def write(db: str, batches: int, against: str | None) -> None:
     """Microseconds per ledger row written by the store's own path (batches of 1,000, one transaction each).
     With `against` (a copy of the ledger in the schema before the roll-ups, from `build`), each batch is
     also written there the way the code before the roll-ups wrote it, the two taking turns batch by batch,
-    and compared batch by batch: what the roll-ups cost, with the machine's load falling on both alike."""
+    and compared batch by batch (`write_vs_baseline`; two databases, so not free of noise either). The
+    roll-ups' own time beside it: PostgreSQL's trigger as the server counts it, SQLite's statement timed
+    alone (`rollup_*`)."""
     times: dict[str, list[float]] = {"store": [], "baseline": []}
+    out: dict[str, object] = {}
     async with contextlib.AsyncExitStack() as stack:
-        sides = [("store", await stack.enter_async_context(_Ledger(db, True)))]
+        store = await stack.enter_async_context(_Ledger(db, True))
+        sides = [("store", store)]
         if against:
             sides.append(("baseline", await stack.enter_async_context(_Ledger(against, False))))
+        trigger = await _trigger_time(store) if postgres(db) else None
         for b in range(batches):
             for name, ledger in sides if b % 2 else sides[::-1]:
                 rows = _batch(b)
                 began = time.perf_counter()
                 await ledger.insert_rows(rows)
                 times[name].append((time.perf_counter() - began) / len(rows) * 1e6)
+        if not postgres(db):
+            out |= await asyncio.to_thread(_sqlite_roll_up_time, db, batches)
+        if trigger is not None:
+            spent = await _trigger_time(store) - trigger
+            out["rollup_trigger_us_per_row"] = round(spent / (batches * 1000) * 1e6, 2)
+            written = sum(times["store"]) * 1000 / 1e6                 # seconds the store's batches took
+            out["rollup_trigger_vs_rest_of_write"] = f"+{100 * spent / (written - spent):.1f}%"
     per_row = times["store"]
-    out = {"write_us_per_row_median": round(statistics.median(per_row), 2),
-           "write_us_per_row_p90": round(sorted(per_row)[int(len(per_row) * 0.9)], 2)}
+    out |= {"write_us_per_row_median": round(statistics.median(per_row), 2),
+            "write_us_per_row_p90": round(sorted(per_row)[int(len(per_row) * 0.9)], 2)}
     if against:
         ratios = [a / b for a, b in zip(per_row, times["baseline"], strict=True)]
         out |= {"baseline_us_per_row_median": round(statistics.median(times["baseline"]), 2),
