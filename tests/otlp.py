@@ -6,6 +6,7 @@ bodies, so a test can look for text that must never be there. `status` and `hang
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import zlib
 from dataclasses import dataclass, field
@@ -70,12 +71,18 @@ class FakeCollector:
     spans: list[Span] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     status: int = 200     # what it answers
-    hang: float = 0.0     # seconds it waits before answering
+    hang: float = 0.0     # seconds it waits before answering, or until the server stops
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/traces", self._handle)
+        app.on_shutdown.append(self._stop)
         return app
+
+    async def _stop(self, app: web.Application) -> None:
+        """A hanging answer ends as the server stops, not when the exporter gives up (5 s of each teardown)."""
+        self._stopping.set()
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -84,8 +91,9 @@ class FakeCollector:
             body = gzip.decompress(body)
         elif encoding == "deflate":
             body = zlib.decompress(body)
-        if self.hang:
-            await asyncio.sleep(self.hang)
+        if self.hang and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.hang)
         if self.status != 200:
             return web.Response(status=self.status, text="refused")
         self.bodies.append(body)
