@@ -1,4 +1,4 @@
-"""The lean upstream client (gateway/core/http1.py) against raw TCP servers that misbehave on cue.
+"""The lean upstream client (gateway/core/pool.py and http1.py) against raw TCP servers that misbehave on cue.
 
 Anything an upstream sends is hostile: whatever bytes come back, the client gives an answer or a
 `BrokenAnswer` (never another exception, never a hang), and a connection goes back to the pool only
@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.core.http1 import HIGH_WATER, BadHeader, BrokenAnswer, Pool
+from gateway.core.http1 import HIGH_WATER, BrokenAnswer
+from gateway.core.pool import BadHeader, Pool
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\": 1}\r\n"
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
@@ -293,4 +294,35 @@ async def test_a_trickling_stream_waits_under_one_timer_and_a_silence_ends_at_it
             rest += data
         assert rest == b"late"
         answer.release()
+        await pool.close()
+
+
+async def test_a_burst_of_new_connections_looks_the_host_up_once(monkeypatch):
+    """Twenty requests at once to a host name: one lookup between them (each would be a thread's work),
+    every address tried in turn (localhost may name ::1 first, where nothing listens); a failed lookup is
+    not remembered."""
+    async def handler(reader, writer, n):
+        await server.request(reader)
+        writer.write(OK)
+
+    loop = asyncio.get_running_loop()
+    lookups: list[str] = []
+    real = loop.getaddrinfo
+
+    async def counted(host, *args, **kwargs):
+        lookups.append(host)
+        return await real(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", counted)
+    async with RawServer(handler) as server:
+        pool = Pool()
+        url = server.url.replace("127.0.0.1", "localhost")
+        answers = await asyncio.gather(*(post(pool, url) for _ in range(20)))
+        assert all(status == 200 for status, _ in answers)
+        assert server.connections == 20 and lookups == ["localhost"]
+        with pytest.raises(OSError):
+            await post(pool, "http://no-such-host.invalid/v1/x")
+        with pytest.raises(OSError):
+            await post(pool, "http://no-such-host.invalid/v1/x")
+        assert lookups.count("no-such-host.invalid") == 2
         await pool.close()

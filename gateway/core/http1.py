@@ -1,22 +1,18 @@
-"""A lean HTTP/1.1 client for the hot path: pooled keep-alive connections, llhttp's C parser (httptools).
+"""A lean HTTP/1.1 client for the hot path: one connection's protocol and its answer, llhttp's C parser.
 
 aiohttp's client cost about a fifth of the gateway's CPU per request (a profile
 in bench/PROFILE.md): URL objects, multidicts, payload classes and a stream
 reader per request. The gateway sends one kind of request (a POST of JSON
-bytes, at most a few headers) and reads one kind of answer, so this module does
-only that: the request head and body leave in one write, the answer's head is
-a plain dict with lower-case names, and its body arrives as the bytes the
-socket gave (a stream's reader takes everything buffered in one call).
+bytes, at most a few headers, core/pool.py) and reads one kind of answer, so
+this module does only that: the answer's head is a plain dict with lower-case
+names, and its body arrives as the bytes the socket gave (a stream's reader
+takes everything buffered in one call).
 
-What it refuses rather than guesses: a header name or value holding a line
-break or NUL (`BadHeader`, never sent); an answer in a content coding (it asks
-for `identity`); a broken answer (`BrokenAnswer`: the connection closed or
-the framing was wrong before the body's end). A connection goes back to the
-pool only after an answer read to its end that allows keep-alive; any other
-ends closed. A request that finds its reused connection closed before a byte of
-answer arrived is sent once more on a new connection: the server closed an
-idle connection as we wrote (the usual race of keep-alive), so it never saw
-the request.
+What it refuses rather than guesses: an answer in a content coding (the
+request asks for `identity`); a broken answer (`BrokenAnswer`: the connection
+closed or the framing was wrong before the body's end). A connection goes back
+to its pool only after an answer read to its end that allows keep-alive; any
+other ends closed.
 """
 from __future__ import annotations
 
@@ -25,13 +21,12 @@ import math
 import socket
 import ssl
 from collections import deque
-from typing import Any, cast
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from typing import cast
 
 import httptools
 
 HIGH_WATER = 256 * 1024   # bytes buffered unread before the socket stops being read (a slow client)
-KEEPALIVE = 30.0          # seconds an idle connection stays pooled
 
 
 class BrokenAnswer(OSError):
@@ -43,27 +38,11 @@ class BrokenAnswer(OSError):
         self.before_answer = before_answer   # not a byte of answer arrived: the server never took the request
 
 
-class BadHeader(ValueError):
-    """A header for the provider that would break the request's framing."""
-
-
-class _Origin:
-    """Where one base URL's requests go: host, port, TLS, and the head's fixed part."""
-
-    __slots__ = ("host", "port", "tls", "key", "host_line")
-
-    def __init__(self, scheme: str, host: str, port: int | None, netloc: str):
-        self.tls = scheme == "https"
-        self.host, self.port = host, port or (443 if self.tls else 80)
-        self.key = (scheme, host, self.port)
-        self.host_line = b"Host: " + netloc.encode("idna" if not netloc.isascii() else "ascii") + b"\r\n"
-
-
 class Connection(asyncio.Protocol):
     """One socket to an origin, reading one answer at a time."""
 
-    def __init__(self, pool: Pool, key: tuple[str, str, int]):
-        self.pool, self.key = pool, key
+    def __init__(self, put: Callable[[Connection], None], key: tuple[str, str, int]):
+        self.put, self.key = put, key      # `put`: back to the pool it came from
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.idle_since = 0.0
@@ -280,144 +259,9 @@ class Answer:
             self._timer = None
         self._parser = None    # it refers back to us: without the cycle the answer goes with its last reference
         if self._complete and self._keep and self._framed and not self._chunks and conn.reusable:
-            conn.pool.put(conn)
+            conn.put(conn)
         else:
             conn.close()
-
-
-class Pool:
-    """Idle keep-alive connections per origin (most recently used first), and the sending of requests."""
-
-    def __init__(self, keepalive: float = KEEPALIVE):
-        self.keepalive = keepalive
-        self._idle: dict[tuple[str, str, int], list[Connection]] = {}
-        self._origins: dict[str, tuple[_Origin, bytes]] = {}
-        self._tls: ssl.SSLContext | None = None
-        self._sweep: asyncio.TimerHandle | None = None
-        self.closed = False
-
-    def _origin(self, url: str) -> tuple[_Origin, bytes]:
-        """The origin and the request line of `url`, parsed once per URL."""
-        known = self._origins.get(url)
-        if known is None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise BadHeader(f"not an http(s) URL: {url[:200]}")
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            _check(target)
-            known = (_Origin(parts.scheme, parts.hostname, parts.port, parts.netloc.rpartition("@")[2]),
-                     b"POST " + target.encode("ascii", "strict") + b" HTTP/1.1\r\n")
-            if len(self._origins) > 4096:   # base URLs come from routes.yaml: a bound against reloads piling up
-                self._origins.clear()
-            self._origins[url] = known
-        return known
-
-    def put(self, conn: Connection) -> None:
-        if self.closed:
-            conn.close()
-            return
-        now = asyncio.get_running_loop().time()
-        conn.idle_since = now
-        idle = self._idle.setdefault(conn.key, [])
-        while idle and now - idle[0].idle_since > self.keepalive:   # the oldest first: stale ones leave
-            idle.pop(0).close()
-        idle.append(conn)
-        if self._sweep is None:
-            self._sweep = asyncio.get_running_loop().call_later(self.keepalive, self._swept)
-
-    def _swept(self) -> None:
-        """Every `keepalive` seconds while any connection idles: close those idle longer."""
-        self._sweep = None
-        now = asyncio.get_running_loop().time()
-        for key, idle in list(self._idle.items()):
-            fresh = []
-            for conn in idle:
-                if conn.reusable and now - conn.idle_since <= self.keepalive:
-                    fresh.append(conn)
-                else:
-                    conn.close()
-            if fresh:
-                self._idle[key] = fresh
-            else:
-                del self._idle[key]
-        if self._idle and not self.closed:
-            self._sweep = asyncio.get_running_loop().call_later(self.keepalive, self._swept)
-
-    def _take(self, key: tuple[str, str, int]) -> Connection | None:
-        idle = self._idle.get(key)
-        if not idle:
-            return None
-        now = asyncio.get_running_loop().time()
-        while idle:
-            conn = idle.pop()
-            if conn.reusable and now - conn.idle_since <= self.keepalive:
-                return conn
-            conn.close()
-        return None
-
-    async def _connect(self, origin: _Origin) -> Connection:
-        loop = asyncio.get_running_loop()
-        tls: ssl.SSLContext | None = None
-        if origin.tls:
-            if self._tls is None:
-                self._tls = ssl.create_default_context()
-            tls = self._tls
-        _, conn = await loop.create_connection(lambda: Connection(self, origin.key), origin.host, origin.port,
-                                               ssl=tls, server_hostname=origin.host if tls else None)
-        return conn
-
-    async def post(self, url: str, headers: dict[str, str], body: bytes, when: float = math.inf) -> Answer:
-        """Send a POST and wait for the answer's head; TimeoutError at loop time `when`."""
-        origin, line = self._origin(url)
-        head = bytearray(line)
-        head += origin.host_line
-        for name, value in headers.items():
-            _check(name)
-            _check(value)
-            head += f"{name}: {value}\r\n".encode()
-        head += b"Accept-Encoding: identity\r\nContent-Length: %d\r\n\r\n" % len(body)
-        head += body
-        conn = self._take(origin.key)
-        if conn is not None:
-            try:
-                return await self._exchange(conn, head, reused=True, when=when)
-            except BrokenAnswer as exc:
-                if not exc.before_answer:
-                    raise
-        if when == math.inf:
-            conn = await self._connect(origin)
-        else:
-            async with asyncio.timeout_at(when):    # a new connection only: most requests reuse one
-                conn = await self._connect(origin)
-        return await self._exchange(conn, head, reused=False, when=when)
-
-    async def _exchange(self, conn: Connection, data: bytearray, reused: bool, when: float) -> Answer:
-        answer = Answer(conn, reused)
-        conn._answer = answer
-        try:
-            if conn.transport is None or not conn.reusable:
-                raise BrokenAnswer("the provider closed the connection", before_answer=True)
-            conn.transport.write(data)
-            await answer.head(when)
-        except BaseException:
-            conn._answer = None
-            conn.close()
-            raise
-        return answer
-
-    async def close(self) -> None:
-        self.closed = True
-        if self._sweep is not None:
-            self._sweep.cancel()
-        for idle in self._idle.values():
-            for conn in idle:
-                conn.close()
-        self._idle.clear()
-
-
-def _check(text: str) -> None:
-    if "\r" in text or "\n" in text or "\x00" in text:
-        raise BadHeader("a header or URL for the provider holds a line break or NUL")
 
 
 def answer_words(exc: BaseException) -> str | None:
@@ -433,6 +277,3 @@ def answer_words(exc: BaseException) -> str | None:
     if isinstance(exc, ConnectionResetError | BrokenPipeError):
         return "the provider closed the connection"
     return None
-
-
-__all__: list[Any] = ["Answer", "BadHeader", "BrokenAnswer", "Pool", "answer_words"]

@@ -17,7 +17,8 @@ from typing import Any, cast
 import orjson
 
 from gateway.clock import Clock
-from gateway.core.http1 import Answer, BadHeader, Pool, answer_words
+from gateway.core.http1 import Answer, answer_words
+from gateway.core.pool import BadHeader, Pool
 from gateway.core.table import TargetEntry
 from gateway.core.translate import unreadable
 from gateway.dialects.base import Completion, Dialect, LocalDialect, UpstreamError, UpstreamRequest
