@@ -62,19 +62,23 @@ def _run(dialect, events, native: bool = False) -> None:
         pass
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+# The stream decoders' fuzz runs 200 event lists each (400 before; nearly all of it is hypothesis drawing the
+# events): a type slip put back into each decoder (OpenAI: a list item taken as a tool call; Anthropic: a
+# non-object read as one; Responses: an unhashable item id) failed it on 6 seeds of 6 at 200, the OpenAI
+# one only 3 to 4 times of 6 at 50-100. The bug it found in CI (absurd usage counts) has its own test below.
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(openai_events)
 def test_openai_decoder_never_trips(events):
     _run(openai, [SSEEvent(json.dumps(e)) for e in events])
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(anthropic_events)
 def test_anthropic_decoder_never_trips(events):
     _run(anthropic, [SSEEvent(json.dumps({"type": kind, **body}), kind) for kind, body in events])
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(responses_events, st.booleans(), st.booleans())
 def test_responses_decoder_never_trips(events, named, native):
     _run(openai_responses, [SSEEvent(json.dumps({"type": kind, **body}), kind if named and isinstance(kind, str)
