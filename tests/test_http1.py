@@ -326,3 +326,58 @@ async def test_a_burst_of_new_connections_looks_the_host_up_once(monkeypatch):
             await post(pool, "http://no-such-host.invalid/v1/x")
         assert lookups.count("no-such-host.invalid") == 2
         await pool.close()
+
+
+async def test_https_checks_the_certificate_and_the_host_name(tmp_path):
+    """An https origin is spoken to over TLS with SNI, its certificate checked against the trusted CAs and
+    its host name; a certificate for another name is refused as a TLS failure, never sent the request."""
+    import shutil
+    import ssl
+    import subprocess
+
+    from gateway.core.http1 import answer_words
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    seen = []
+
+    async def serve(reader, writer):
+        try:
+            while True:    # requests on one connection until the client closes it
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                seen.append(head + await reader.readexactly(length))
+                writer.write(OK)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=served)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        pool = Pool(tls=trusting)
+        for _ in range(2):
+            async with asyncio.timeout(10):
+                assert await post(pool, f"https://localhost:{port}/v1/x") == (200, b'{"ok": 1}\r\n')
+        assert len(seen) == 2 and b"Host: localhost:" in seen[0]   # and the connection was kept alive
+        await pool.close()
+        with pytest.raises(OSError) as refused:      # the certificate names localhost, not this address
+            async with asyncio.timeout(10):
+                await post(Pool(tls=trusting), f"https://127.0.0.1:{port}/v1/x")
+        assert answer_words(refused.value) == "the TLS handshake with the provider failed"
+        with pytest.raises(OSError):                 # the system's CAs do not know this certificate
+            async with asyncio.timeout(10):
+                await post(Pool(), f"https://localhost:{port}/v1/x")
+        assert len(seen) == 2
+    finally:
+        server.close()

@@ -41,12 +41,13 @@ class _Origin:
 class Pool:
     """Idle keep-alive connections per origin (most recently used first), and the sending of requests."""
 
-    def __init__(self, keepalive: float = KEEPALIVE, dns_ttl: float = DNS_TTL):
+    def __init__(self, keepalive: float = KEEPALIVE, dns_ttl: float = DNS_TTL, tls: ssl.SSLContext | None = None):
+        """`tls`: the context for https origins (default: the system's trusted CAs, host names checked)."""
         self.keepalive, self.dns_ttl = keepalive, dns_ttl
         self._dns: dict[tuple[str, int], tuple[float, asyncio.Task[list[Any]]]] = {}
         self._idle: dict[tuple[str, str, int], list[Connection]] = {}
         self._origins: dict[str, tuple[_Origin, bytes]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
         self._sweep: asyncio.TimerHandle | None = None
         self.closed = False
 
