@@ -101,6 +101,28 @@ async def test_two_gateways_on_one_redis_share_windows_and_spend(start_gateway, 
         assert shown["spend_total"] == pytest.approx(4 * 0.029)
 
 
+async def test_retry_after_never_exceeds_the_window_when_clocks_disagree(start_gateway, redis_url):
+    """A booking made with a later clock (another machine's, or a request that read the clock first and
+    reached Redis last) leaves the window more than 60 s after this request's `now`: Retry-After once said
+    61 (test_limits' 150 concurrent requests, under load) or more; the window is 60 s, so is the longest wait."""
+    behind = ManualClock()
+    ahead = ManualClock(behind.now() + 2.5)
+    gw_ahead = await start_gateway(ROUTES % {"fallback": "refuse"}, clock=ahead, limiter_url=redis_url)
+    gw_behind = await start_gateway(ROUTES % {"fallback": "refuse"}, clock=behind, limiter_url=redis_url)
+    key = await gw_ahead.create_key(rpm=1, max_budget=1)
+    assert (await ask(gw_ahead, key["key"]))[0] == 200
+    answers = []
+
+    async def known() -> bool:       # 401 until gw_behind's key poll (every second) has seen the new key
+        answers.append(await ask(gw_behind, key["key"]))
+        return answers[-1][0] != 401
+    await until(known, within=5, every=0.1, what="the key never reached the other gateway")
+    status, body, headers = answers[-1]
+    assert status == 429 and check_error(body, "rate_limit_exceeded")
+    assert headers["Retry-After"] == "60" and "retry in 60s" in body["error"]["message"]
+    assert headers["x-ratelimit-reset-requests"] == "1m0s"
+
+
 async def test_empty_redis_is_rebuilt_from_the_ledger_once_by_several_gateways(start_gateway, redis_url):
     clock = ManualClock()
     first = await start_gateway(ROUTES % {"fallback": "refuse"}, clock=clock)     # memory limits

@@ -409,7 +409,9 @@ _SETTLE_TAIL = pack_args((WINDOW_TTL_MS,))
 
 
 def _left(score: bytes | str, now: float) -> float:
-    """Seconds until an entry booked at `score` leaves the window (0 for an empty window)."""
-    return max(float(score) + SPAN - now, 0.0) if score else 0.0
+    """Seconds until an entry booked at `score` leaves the window (0 for an empty window), at most the
+    window: the entry may carry a later clock than `now` (another process's, or a request that read the
+    clock first and reached Redis last), and no wait or reset is ever longer than the window."""
+    return min(max(float(score) + SPAN - now, 0.0), SPAN) if score else 0.0
 
 
