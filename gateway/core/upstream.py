@@ -168,6 +168,10 @@ class _translated:
         return False
 
 
+def _broke(exc: OSError) -> UpstreamError:
+    return UpstreamError(f"upstream connection broke mid-stream: {network_words(exc)}", retryable=True)
+
+
 class RemoteBody:
     """A streamed answer's body; `read` is safe to cancel (a timeout) and call again.
 
@@ -184,21 +188,18 @@ class RemoteBody:
         try:
             data = self._answer.read_nowait()
         except OSError as exc:
-            raise UpstreamError(f"upstream connection broke mid-stream: {network_words(exc)}",
-                                retryable=True) from None
-        if data:
-            self._left -= len(data)
-            if self._left < 0:
-                raise too_large(self._limit)
-        return data
+            raise _broke(exc) from None
+        return self._counted(data)
 
     async def read(self, when: float) -> bytes | None:
         """The next bytes (b"" at the end), or None at loop time `when`."""
         try:
             data = await self._answer.read(when)
         except OSError as exc:
-            raise UpstreamError(f"upstream connection broke mid-stream: {network_words(exc)}",
-                                retryable=True) from None
+            raise _broke(exc) from None
+        return self._counted(data)
+
+    def _counted(self, data: bytes | None) -> bytes | None:
         if data:
             self._left -= len(data)
             if self._left < 0:
