@@ -21,13 +21,14 @@ from gateway.clock import Clock
 from gateway.config import parse_config
 from gateway.store import is_postgres_url
 from tests.fakes import FIXTURES, FakeUpstream
+from tests.parallel import pytest_runtest_protocol, worker_redis_url  # noqa: F401  (the hook: one xdist worker alone)
 from tests.pg import pg_databases, pg_server, temp_postgres  # noqa: F401  (fixtures)
 from tests.pg import query as pg_query
 
 MASTER = "master-key-for-tests-0123456789"
 # Gateway tests that must hold on either store: `@BOTH_DBS` runs them on SQLite and on PostgreSQL.
 BOTH_DBS = pytest.mark.parametrize("db_kind", ["sqlite", "postgres"])
-# the shared-limiter tests use their own Redis db, flushed before and after each test
+# the shared-limiter tests use their own Redis db, flushed before and after each test (one per xdist worker)
 REDIS_TEST_URL = os.environ.get("GATEWAY_TEST_REDIS", "redis://127.0.0.1:6379/13")
 
 
@@ -153,17 +154,19 @@ async def start_gateway(aiohttp_server, upstream, tmp_path, db_kind, pg_database
 
 @pytest.fixture
 def redis_url():
-    """REDIS_TEST_URL, flushed before and after; skipped loudly when no Redis answers there."""
+    """REDIS_TEST_URL (the next database for the second xdist worker), flushed before and after; skipped
+    loudly when no Redis answers there."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=1, socket_timeout=5)
+    url = worker_redis_url(REDIS_TEST_URL)
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
     try:
         client.flushdb()
     except redis.RedisError as exc:
         client.close()
-        pytest.skip(f"NO REDIS SERVER at {REDIS_TEST_URL} ({type(exc).__name__}): the shared-limiter tests "
+        pytest.skip(f"NO REDIS SERVER at {url} ({type(exc).__name__}): the shared-limiter tests "
                     f"did not run; start redis-server or set GATEWAY_TEST_REDIS")
-    yield REDIS_TEST_URL
+    yield url
     client.flushdb()
     client.close()
 

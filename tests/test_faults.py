@@ -14,6 +14,8 @@ from gateway.store import is_postgres_url
 from tests.procs import GatewayProcess
 from tests.test_load import BODY, _blast
 
+pytestmark = pytest.mark.alone   # bounds in milliseconds under its own load (tests/parallel.py)
+
 
 async def _count_while(gw: GatewayProcess, seconds: float, concurrency: int = 20) -> int:
     """Send requests for `seconds`; return how many got a 200."""

@@ -2,8 +2,8 @@
 rebuilt from the ledger once when Redis is empty, and what happens while Redis is away.
 
 The behaviour both limiters share (windows, budgets, headers) is pinned by tests/test_limits.py,
-which runs against each. Tests here use REDIS_TEST_URL (db 13, flushed), except the outage
-tests, which start their own `redis-server` on a free port so they can stop it.
+which runs against each. Tests here use REDIS_TEST_URL (db 13, flushed; db 14 on the second xdist
+worker), except the outage tests, which start their own `redis-server` on a free port so they can stop it.
 """
 from __future__ import annotations
 

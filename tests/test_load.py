@@ -5,8 +5,11 @@ import asyncio
 import json
 
 import aiohttp
+import pytest
 
 from tests.procs import GatewayProcess
+
+pytestmark = pytest.mark.alone   # its own load and memory, with no other test beside it (tests/parallel.py)
 
 BODY = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hello there"}]}).encode()
 

@@ -2,7 +2,7 @@
 
 Two separate processes on two ports (as on two machines behind a load balancer), and one
 `serve --workers 2` on one port. They share a SQLite file (WAL: each process its own writer).
-Each test uses REDIS_TEST_URL (db 13, flushed before and after).
+Each test uses REDIS_TEST_URL (db 13, flushed before and after; db 14 on the second xdist worker).
 """
 from __future__ import annotations
 
