@@ -1,20 +1,29 @@
 """The CLI's database commands start light: `keys list` and `spend` on a ledger of any size are bounded by
 Python's start-up and the imports they need (issue 16 measured 0.44 s; 0.28 s without aiohttp; the routes
 file's pydantic schema was most of the rest). They load no HTTP stack, and, given `--db`, do not read the
-routes file, so neither its schema (pydantic, YAML) nor the dialects are imported."""
+routes file, so neither its schema (pydantic, YAML) nor the dialects are imported.
+
+Nor what only the server or a write uses (LEAN): the limiter's interface and memory limiter (keys.py counts with
+windows.py alone), the ledger writer, shutil (argparse's default formatter imports it, and bz2 and lzma with it,
+for the terminal's width), and on PostgreSQL sqlite3; `spend` neither the key registry nor the ledger rebuild;
+`--version` not asyncio."""
 from __future__ import annotations
 
 import subprocess
 import sys
 
+from gateway.cli import main
+
 HEAVY = ("aiohttp", "pydantic", "yaml", "gateway.config", "gateway.dialects", "importlib.resources")
+LEAN = ("shutil", "bz2", "lzma", "gateway.clock", "gateway.limiter.base", "gateway.limiter.memory",
+        "gateway.store.ledger")
 
 
-def loaded_after(code: str, cwd: str | None = None) -> list[str]:
-    """Which HEAVY modules (or their submodules) a fresh interpreter holds after running `code`."""
+def loaded_after(code: str, cwd: str | None = None, watch: tuple[str, ...] = HEAVY) -> list[str]:
+    """Which `watch` modules (or their submodules) a fresh interpreter holds after running `code`."""
     probe = (f"import sys\n{code}\n"
              f"print(sorted({{m.split('.')[0] if not m.startswith('gateway') else m for m in sys.modules "
-             f"if any(m == h or m.startswith(h + '.') for h in {HEAVY!r})}}))")
+             f"if any(m == h or m.startswith(h + '.') for h in {watch!r})}}))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return eval(done.stdout.strip().splitlines()[-1])     # a printed list of names
@@ -40,3 +49,24 @@ def test_check_still_reads_the_routes_file(tmp_path):
                                           "    targets: [{provider: p, model: m, price: {input: 1, output: 1}}]\n")
     code = "from gateway.cli import main\nassert main(['check']) == 0"
     assert "gateway.config" in loaded_after(code, cwd=str(tmp_path))
+
+
+def test_keys_list_and_spend_load_only_what_they_read(tmp_path):
+    db = str(tmp_path / "g.db")
+    assert main(["keys", "create", "--name", "a", "--db", db]) == 0
+    for argv in (["keys", "list", "--json"], ["keys", "show", "no"], ["spend", "--by", "key"]):
+        code = f"from gateway.cli import main\nmain({[*argv, '--db', db]!r})"
+        assert loaded_after(code, cwd=str(tmp_path), watch=LEAN) == [], argv
+    spend = f"from gateway.cli import main\nassert main(['spend', '--by', 'day', '--db', {db!r}]) == 0"
+    assert loaded_after(spend, cwd=str(tmp_path), watch=("gateway.keys", "gateway.store.rebuild")) == []
+    assert loaded_after("from gateway.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass",
+                        cwd=str(tmp_path), watch=("asyncio",)) == []
+
+
+async def test_on_postgresql_they_load_no_sqlite3(tmp_path, pg_databases):
+    url = await pg_databases.url()
+    made = f"from gateway.cli import main\nassert main(['keys', 'create', '--name', 'a', '--db', {url!r}]) == 0"
+    assert loaded_after(made, cwd=str(tmp_path), watch=("sqlite3",)) == []
+    for argv in (["keys", "list", "--json"], ["spend", "--by", "model"]):
+        code = f"from gateway.cli import main\nassert main({[*argv, '--db', url]!r}) == 0"
+        assert loaded_after(code, cwd=str(tmp_path), watch=(*LEAN, "sqlite3")) == [], argv

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from gateway import __version__
 from gateway.cli.common import DEFAULT_DB
@@ -19,7 +19,37 @@ _SERVE_ENV = """environment (a .env file in the current folder is read too; the 
 """
 
 
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size() gives it (COLUMNS, else stdout's terminal, else 80).
+    argparse makes a formatter for every add_argument, and its default one imports shutil, and with it
+    bz2, lzma and zlib, for the width: 2 ms of every command, `keys list` and `spend` included."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns   # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None):
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
+
+
+class _RawDescriptionFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage dump
         print(f"gateway: error: {message}", file=sys.stderr)
         raise SystemExit(2)
@@ -48,7 +78,7 @@ def _json_flag(p: argparse.ArgumentParser, what: str) -> None:
 
 def _serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     serve = sub.add_parser("serve", help="run the server", description="Run the gateway's HTTP server.",
-                           epilog=_SERVE_ENV, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=_SERVE_ENV, formatter_class=_RawDescriptionFormatter)
     _common(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                                                            "0.0.0.0 for every interface)")

@@ -9,8 +9,14 @@ in base.py, the two drivers, and `migrations/` (applied by migrate.py); the same
 runs against both (`tests/test_store.py`), so they cannot drift apart. ledger.py is the
 batched writer of the ledger; rebuild.py the one read windows and budgets are rebuilt from; rollup.py
 the spend roll-ups (per day, key and route) that spend is read from, so it costs keys x days, not rows.
+
+The ledger writer and the rebuild load on first use (`__getattr__`): `gateway spend` and `keys list` run
+without the one and `spend` without the other, and each module a command imports is part of its start-up.
 """
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from gateway.store.base import (
     KEY_COLUMNS,
@@ -28,12 +34,24 @@ from gateway.store.base import (
     redact_url,
     utc_iso,
 )
-from gateway.store.ledger import LedgerWriter, NullLedger
-from gateway.store.rebuild import LedgerFacts, read_ledger_facts
+
+if TYPE_CHECKING:
+    from gateway.store.ledger import LedgerWriter, NullLedger
+    from gateway.store.rebuild import LedgerFacts, read_ledger_facts
 
 __all__ = ["KEY_COLUMNS", "LEDGER_COLUMNS", "DatabaseUnavailable", "KeyRow", "LedgerFacts", "LedgerWriter",
            "NullLedger", "RowRefused", "Store", "is_date", "is_postgres_url", "ledger_values", "new_key_id",
            "new_secret", "open_store", "parse_utc_iso", "read_ledger_facts", "redact_url", "utc_iso"]
+_LAZY = {"LedgerWriter": "gateway.store.ledger", "NullLedger": "gateway.store.ledger",
+         "LedgerFacts": "gateway.store.rebuild", "read_ledger_facts": "gateway.store.rebuild"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
 
 
 async def open_store(url: str, read_only: bool = False) -> Store:
