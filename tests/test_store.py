@@ -173,6 +173,30 @@ async def test_windows_and_spend_are_rebuilt_from_the_ledger(store):
     assert (alpha["rpm_used"], alpha["tpm_used"]) == (3, 63)      # the refusal of beta counts in no window
     assert alpha["spend_total"] == pytest.approx(2.0)
     assert registry.by_id["key_bbbbbb"].report(NOW)["rpm_used"] == 0
+    async with store.session():          # the CLI's reads on one connection: the same answers
+        held = KeyRegistry()
+        await held.load(store, NOW)
+        assert await store.spend("key") == await store.spend("key")
+    assert {k: s.report(NOW) for k, s in held.by_id.items()} == {k: s.report(NOW) for k, s in registry.by_id.items()}
+
+
+async def test_a_session_whose_connection_is_cut_fails_as_any_call_does(pg_databases):
+    """PostgreSQL: the connection a session holds, ended by the server, is DatabaseUnavailable there (as
+    outside a session), and the pool connects again after it."""
+    url = await pg_databases.url()
+    store = await open_store(url)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with store.session():
+                await store.list_keys()
+                await raw(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE application_name = 'llm-gateway'")
+                with pytest.raises(DatabaseUnavailable):      # the call itself, not only the session's end
+                    await store.list_keys()
+                await store.ping()
+        assert await store.list_keys() == [] and await store.ping()
+    finally:
+        await store.close()
 
 
 async def test_a_batch_is_written_whole_or_not_at_all(store, store_url):

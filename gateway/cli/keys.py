@@ -137,7 +137,8 @@ async def keys(args: argparse.Namespace) -> int:
     store = await open_database(database(args), read_only)
     try:
         if read_only:
-            return await _key_report(args, store, time.time())
+            async with store.session():      # its six reads on one connection
+                return await _key_report(args, store, time.time())
         return await _key_write(args, store, time.time())
     except DatabaseUnavailable as err:     # opened, then refused: a read-only file, a locked or full disk
         raise failure(args.db, err, writing=not read_only) from None

@@ -6,6 +6,7 @@ The drivers (sqlite.py, postgres.py) import this module and nothing imports them
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import json
 import math
@@ -239,6 +240,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def ping(self) -> bool: ...
+
+    def session(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """`async with store.session():` the calls inside run one after another on one connection, for a
+        command that reads a few times and exits (`keys list`): PostgreSQL's store then takes its pooled
+        connection and resets its session once, not around every call. Nothing here, nor in SQLite's."""
+        return contextlib.nullcontext()
 
     # -- keys --------------------------------------------------------------
     @abc.abstractmethod

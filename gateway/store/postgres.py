@@ -77,6 +77,15 @@ async def _acquire(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         raise DatabaseUnavailable(_reason(exc)) from None
 
 
+@contextlib.asynccontextmanager
+async def _using(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """The session's connection (PostgresStore.session), its errors turned as `_acquire` turns them."""
+    try:
+        yield conn
+    except _UNAVAILABLE as exc:
+        raise DatabaseUnavailable(_reason(exc)) from None
+
+
 async def _copy(conn: asyncpg.Connection, rows: list[dict[str, Any]], strict: bool = False) -> None:
     records = [ledger_values(r, strict) for r in rows]
     try:
@@ -140,6 +149,7 @@ class PostgresStore(Store):
         self.where = redact_url(url)
         self._url = url
         self._ledger: _LedgerThread | None = None
+        self._held: asyncpg.Connection | None = None
 
     @classmethod
     async def open(cls, url: str) -> PostgresStore:
@@ -160,7 +170,18 @@ class PostgresStore(Store):
         return store
 
     def _conn(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
-        return _acquire(self.pool)
+        return _acquire(self.pool) if self._held is None else _using(self._held)
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[None]:
+        """One pooled connection for the calls inside, which must not overlap (a CLI command's reads): the
+        pool's acquire and its reset query (a round trip) once, not per call; about 4 ms of `keys list`."""
+        async with _acquire(self.pool) as conn:
+            self._held = conn
+            try:
+                yield
+            finally:
+                self._held = None
 
     async def close(self) -> None:
         if self._ledger is not None:
