@@ -3,9 +3,10 @@ Python's start-up and the imports they need (issue 16 measured 0.44 s; 0.28 s wi
 file's pydantic schema was most of the rest). They load no HTTP stack, and, given `--db`, do not read the
 routes file, so neither its schema (pydantic, YAML) nor the dialects are imported.
 
-Nor what only the server or a write uses (LEAN): the limiter's interface and memory limiter (keys.py counts with
-windows.py alone), the ledger writer, shutil (argparse's default formatter imports it, and bz2 and lzma with it,
-for the terminal's width), and on PostgreSQL sqlite3; `spend` neither the key registry nor the ledger rebuild;
+Nor what only the server or a write uses (LEAN): the limiter's interface and memory limiter (the key registry
+counts with windows.py alone), making and changing keys (keys.py; the registry is registry.py), the ledger
+writer, shutil (argparse's default formatter imports it, and bz2 and lzma with it, for the terminal's width),
+and on PostgreSQL sqlite3; `spend` neither the key registry nor the ledger rebuild;
 `--version` not asyncio."""
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gateway.cli import main
 
 HEAVY = ("aiohttp", "pydantic", "yaml", "gateway.config", "gateway.dialects", "importlib.resources")
 LEAN = ("shutil", "bz2", "lzma", "gateway.clock", "gateway.limiter.base", "gateway.limiter.memory",
-        "gateway.store.ledger")
+        "gateway.store.ledger", "gateway.keys")
 
 
 def loaded_after(code: str, cwd: str | None = None, watch: tuple[str, ...] = HEAVY) -> list[str]:
@@ -58,7 +59,7 @@ def test_keys_list_and_spend_load_only_what_they_read(tmp_path):
         code = f"from gateway.cli import main\nmain({[*argv, '--db', db]!r})"
         assert loaded_after(code, cwd=str(tmp_path), watch=LEAN) == [], argv
     spend = f"from gateway.cli import main\nassert main(['spend', '--by', 'day', '--db', {db!r}]) == 0"
-    assert loaded_after(spend, cwd=str(tmp_path), watch=("gateway.keys", "gateway.store.rebuild")) == []
+    assert loaded_after(spend, cwd=str(tmp_path), watch=("gateway.registry", "gateway.store.rebuild")) == []
     assert loaded_after("from gateway.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass",
                         cwd=str(tmp_path), watch=("asyncio",)) == []
 

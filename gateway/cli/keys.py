@@ -92,7 +92,7 @@ async def _key_write(args: argparse.Namespace, store: Store, now: float) -> int:
 
 async def _key_report(args: argparse.Namespace, store: Store, now: float) -> int:
     """list / show: limits and usage as the server would count them (rebuilt from the ledger)."""
-    from gateway.keys import KeyRegistry
+    from gateway.registry import KeyRegistry
 
     registry = KeyRegistry()
     await registry.load(store, now)
