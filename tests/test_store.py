@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -255,6 +256,17 @@ async def test_the_cli_reads_and_writes_either_store(store_url, tmp_path):
     shown = json.loads(await asyncio.to_thread(cli, "keys", "show", created["id"], "--json"))
     assert (shown["rpm_limit"], shown["max_budget"], shown["spend_total"]) == (9, 2.5, 0)
     assert json.loads(await asyncio.to_thread(cli, "spend", "--by", "day", "--json")) == []
+
+    def cut_short() -> subprocess.CompletedProcess[bytes]:     # `gateway keys list | head -1`
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            return subprocess.run([sys.executable, "-m", "gateway", "keys", "list", "--json", "--db", store_url],
+                                  stdout=write, stderr=subprocess.PIPE, timeout=60)
+        finally:
+            os.close(write)
+    gone = await asyncio.to_thread(cut_short)      # the output's error, not the database's (read in a session)
+    assert (gone.returncode, gone.stderr) == (1, b"gateway: error: broken pipe\n")
 
 
 # -- PostgreSQL only ------------------------------------------------------------------------------

@@ -95,7 +95,8 @@ async def _key_report(args: argparse.Namespace, store: Store, now: float) -> int
     from gateway.registry import KeyRegistry
 
     registry = KeyRegistry()
-    await registry.load(store, now)
+    async with store.session():      # its six reads on one connection (the output is written after)
+        await registry.load(store, now)
     reports = [s.report(now) for s in registry.by_id.values()]
     if args.keys_command == "show":
         reports = [r for r in reports if r["id"] == args.id]
@@ -137,8 +138,7 @@ async def keys(args: argparse.Namespace) -> int:
     store = await open_database(database(args), read_only)
     try:
         if read_only:
-            async with store.session():      # its six reads on one connection
-                return await _key_report(args, store, time.time())
+            return await _key_report(args, store, time.time())
         return await _key_write(args, store, time.time())
     except DatabaseUnavailable as err:     # opened, then refused: a read-only file, a locked or full disk
         raise failure(args.db, err, writing=not read_only) from None
