@@ -190,8 +190,8 @@ async def test_a_session_whose_connection_is_cut_fails_as_any_call_does(pg_datab
         with pytest.raises(DatabaseUnavailable):
             async with store.session():
                 await store.list_keys()
-                await raw(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE application_name = 'llm-gateway'")
+                await raw(url, "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "   # waits for its end
+                               "WHERE application_name = 'llm-gateway' AND datname = current_database()")
                 with pytest.raises(DatabaseUnavailable):      # the call itself, not only the session's end
                     await store.list_keys()
                 await store.ping()
