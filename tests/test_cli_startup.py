@@ -71,3 +71,28 @@ async def test_on_postgresql_they_load_no_sqlite3(tmp_path, pg_databases):
     for argv in (["keys", "list", "--json"], ["spend", "--by", "model"]):
         code = f"from gateway.cli import main\nassert main({[*argv, '--db', url]!r}) == 0"
         assert loaded_after(code, cwd=str(tmp_path), watch=(*LEAN, "sqlite3")) == [], argv
+
+
+def test_the_collector_is_off_while_a_database_command_runs_and_back_after(tmp_path, monkeypatch):
+    """keys and spend run with the cyclic garbage collector off (their imports set off some 40 collections);
+    called in-process it is on again after, and nothing is frozen; as the program (no argv: sys.argv, as the
+    `gateway` script calls it) what is left is frozen, so the interpreter's exit does not walk it all again."""
+    import gc
+
+    from gateway.cli import keys
+
+    db = str(tmp_path / "g.db")
+    spend, seen = keys.spend, []
+
+    async def watched(args):
+        seen.append(gc.isenabled())
+        return await spend(args)
+
+    monkeypatch.setattr(keys, "spend", watched)
+    assert main(["keys", "create", "--name", "a", "--db", db]) == 0
+    assert main(["spend", "--by", "key", "--db", db]) == 0
+    assert seen == [False] and gc.isenabled() and gc.get_freeze_count() == 0
+    probe = (f"import gc, sys\nfrom gateway.cli import main\nsys.argv = ['gateway', 'keys', 'list', '--db', {db!r}]\n"
+             f"assert main() == 0\nprint(gc.isenabled(), gc.get_freeze_count() > 0)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.stdout.split()[-2:] == ["True", "True"], done.stderr
