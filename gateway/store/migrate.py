@@ -62,9 +62,11 @@ def apply_migrations(db: sqlite3.Connection) -> list[str]:
                         "AND name = 'schema_migrations'").fetchone() is not None
     done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")} if exists else set()
     applied = []
-    for name, sql in migration_files():
+    folder = _folder("sqlite")
+    for name in migration_names("sqlite", folder):
         if name in done:
             continue
+        sql = _read(folder, name)      # only a pending file is read: every command opens the store
         # executescript would commit on its own; run statements inside one explicit transaction instead
         db.execute("BEGIN IMMEDIATE")
         try:
