@@ -30,18 +30,32 @@ class SSEDecoder:
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the \n of a \r\n split across reads
         self._pending_cr = False
-        buf = self._buf + chunk
+        buf = self._buf + chunk if self._buf else chunk
         if b"\r" in buf:
             if buf.endswith(b"\r"):
                 self._pending_cr = True
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buf.split(b"\n")
+        blocks = buf.split(b"\n\n")   # the lines of each, then one blank line
+        lines = blocks.pop().split(b"\n")   # lines of an event still coming, then a part line
         self._buf = lines.pop()
-        if len(self._buf) > self.max_event:
-            raise UpstreamError(f"upstream sent a stream event over {self.max_event} bytes")
+        limit = self.max_event
+        if len(self._buf) > limit:
+            raise UpstreamError(f"upstream sent a stream event over {limit} bytes")
         events: list[SSEEvent] = []
+        line = self._line
+        for block in blocks:
+            # Nearly every event is one `data: ` line: it skips the line-by-line rules, which give the
+            # same event. A block that goes on an event begun in an earlier read goes line by line.
+            if block[:6] == b"data: " and 0x0A not in block and not self._data and self._event is None:   # \n
+                if len(block) > limit:
+                    raise UpstreamError(f"upstream sent a stream event over {limit} bytes")
+                events.append(SSEEvent(block[6:].decode("utf-8", "replace")))
+                continue
+            for raw in block.split(b"\n"):
+                line(raw, events)
+            line(b"", events)
         for raw in lines:
-            self._line(raw, events)
+            line(raw, events)
         return events
 
     def flush(self) -> list[SSEEvent]:

@@ -1,0 +1,78 @@
+"""The stream path's short ways for common events give exactly what the whole way gives.
+
+SSE framing, the OpenAI decoder and the chat chunk builder each take a shorter way for
+the usual event (one `data:` line; some text and nothing else). Each is checked against
+the whole way, on hostile input: odd line ends, NULs, invalid UTF-8, events of any shape.
+"""
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.core.sse import SSEDecoder
+from gateway.dialects.base import SSEEvent, UpstreamError
+
+
+class LineByLine(SSEDecoder):
+    """The SSE rules one line at a time, as the decoder read every event before it had a short way."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not chunk:
+            return []
+        if self._pending_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        self._pending_cr = False
+        buf = self._buf + chunk
+        if b"\r" in buf:
+            if buf.endswith(b"\r"):
+                self._pending_cr = True
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = buf.split(b"\n")
+        self._buf = lines.pop()
+        if len(self._buf) > self.max_event:
+            raise UpstreamError(f"upstream sent a stream event over {self.max_event} bytes")
+        events: list[SSEEvent] = []
+        for raw in lines:
+            self._line(raw, events)
+        return events
+
+
+PIECES = [b"data: ", b"data:", b"data", b"event: e", b"id: 1", b":", b": c", b" ", b"\n", b"\n\n", b"\r", b"\r\n",
+          b'{"a":1}', b"[DONE]", b"x" * 30, b"\x00", b"\xff", b"\xe2\x82", "é\U0001F600".encode(), b"\xed\xa0\x80"]
+# Whole lines too, so that events (one line or more, named or not, begun in one read and ended in the next) are common.
+LINES = st.builds(lambda field, value, eol: field + value + eol,
+                  st.sampled_from([b"data: ", b"data: ", b"data:", b"event: ", b": ", b"", b"data", b"retry: "]),
+                  st.sampled_from([b"", b"x", b"[DONE]", b' {"a":"\xc3\xa9"}', b"\xff\x00", b"\xe2\x82", b"y" * 30]),
+                  st.sampled_from([b"\n", b"\n", b"\n\n", b"\r\n", b"\r", b"\r\n\r\n"]))
+# Each part ends a read or not, so events often begin in one read and end in another.
+streams = st.lists(st.tuples(st.one_of(LINES, st.sampled_from(PIECES)), st.booleans()), max_size=40)
+
+
+def _decoded(decoder: SSEDecoder, pieces: list[bytes]) -> list[object]:
+    out: list[object] = []
+    try:
+        for piece in pieces:
+            out.append(decoder.feed(piece))
+        out.append(decoder.flush())
+    except UpstreamError as exc:
+        out.append(exc.message)
+    return out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(streams, st.sampled_from([20, 60, 4 * 1024 * 1024]))
+def test_sse_short_way_gives_the_line_by_line_events(stream, bound):
+    pieces, read = [], b""
+    for part, ends in stream:
+        read += part
+        if ends:
+            pieces.append(read)
+            read = b""
+    pieces.append(read)
+    assert _decoded(SSEDecoder(bound), pieces) == _decoded(LineByLine(bound), pieces)
+
+
+def test_sse_short_way_bounds_one_line_events():
+    big = b"data: " + b"x" * 100 + b"\n\n"
+    assert _decoded(SSEDecoder(100), [big]) == ["upstream sent a stream event over 100 bytes"]
+    assert _decoded(SSEDecoder(106), [big]) == [[SSEEvent("x" * 100)], []]
