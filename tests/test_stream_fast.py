@@ -6,11 +6,16 @@ the whole way, on hostile input: odd line ends, NULs, invalid UTF-8, events of a
 """
 from __future__ import annotations
 
+import json
+
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.core.sse import SSEDecoder
+from gateway.dialects import openai
 from gateway.dialects.base import SSEEvent, UpstreamError
+from tests.test_dialect_fuzz import openai_events, values
 
 
 class LineByLine(SSEDecoder):
@@ -76,3 +81,25 @@ def test_sse_short_way_bounds_one_line_events():
     big = b"data: " + b"x" * 100 + b"\n\n"
     assert _decoded(SSEDecoder(100), [big]) == ["upstream sent a stream event over 100 bytes"]
     assert _decoded(SSEDecoder(106), [big]) == [[SSEEvent("x" * 100)], []]
+
+
+anything = st.one_of(st.text(max_size=4), st.none(), values)
+chunks = st.fixed_dictionaries({"choices": st.lists(st.fixed_dictionaries(
+    {"delta": st.fixed_dictionaries({"content": st.one_of(st.text(max_size=4), anything)}, optional={
+        k: anything for k in ("role", "reasoning_content", "reasoning", "refusal", "tool_calls", "audio")})},
+    optional={"index": st.sampled_from([0, 1, 0.0, False, None, "0"]), "finish_reason": st.sampled_from(
+        [None, "", "stop", "eos", 1, []]), "logprobs": st.sampled_from([None, {}, {"content": []}, [], 0])}),
+    min_size=1, max_size=2)}, optional={"usage": st.one_of(st.none(), values), "error": st.none()})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(openai_events, st.lists(chunks, max_size=6)))
+def test_openai_short_way_gives_the_whole_way_deltas(events):
+    decoder = openai.stream_decoder()
+    for event in events:
+        try:
+            got: object = decoder.feed(SSEEvent(json.dumps(event)))
+        except UpstreamError as exc:
+            got = exc.message
+        if isinstance(event, dict) and event.get("error") is None:
+            assert got == openai._deltas(orjson.loads(json.dumps(event)))

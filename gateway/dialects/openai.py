@@ -178,24 +178,40 @@ class StreamDecoder:
             raise UpstreamError("upstream sent a malformed stream event")
         if obj.get("error") is not None:
             raise UpstreamError(error_message(obj) or "upstream error")
-        # This runs once per streamed event: helpers are called only for fields that are there.
-        usage = obj.get("usage")
-        usage = parse_usage(usage) if usage is not None else None
-        choice = _first_choice(obj.get("choices"))
-        if choice is None:
-            return [Delta(usage=usage)] if usage else []
-        d = choice.get("delta")
-        d = d if isinstance(d, dict) else {}
-        content, reasoning = _content_and_reasoning(d)
-        refusal, calls, finish = d.get("refusal"), d.get("tool_calls"), choice.get("finish_reason")
-        logprobs = choice.get("logprobs")
-        return [Delta(content=content, reasoning=reasoning, refusal=refusal if isinstance(refusal, str) else None,
-                      tool_calls=_tool_calls(calls) if calls is not None else None,
-                      finish_reason=_finish(finish) if finish else None,
-                      usage=usage, logprobs=logprobs if isinstance(logprobs, dict) else None)]
+        # Nearly every event is some text and nothing else: it takes the shortest way to the Delta `_deltas`
+        # would make of it. Every other event goes the whole way.
+        if obj.get("usage") is None:
+            choices = obj.get("choices")
+            choice = choices[0] if choices.__class__ is list and choices else None
+            if choice.__class__ is dict and choice.get("index", 0) == 0:
+                d = choice.get("delta")
+                if d.__class__ is dict:
+                    content = d.get("content")
+                    if content.__class__ is str and (len(d) == 1 or (len(d) == 2 and "role" in d)) \
+                            and not choice.get("finish_reason") and choice.get("logprobs").__class__ is not dict:
+                        return [Delta(content)]
+        return _deltas(obj)
 
     def finish(self) -> list[Delta]:
         return []
+
+
+def _deltas(obj: dict[str, Any]) -> list[Delta]:
+    """What one stream event (an object, not an error) says; helpers run only for fields that are there."""
+    usage = obj.get("usage")
+    usage = parse_usage(usage) if usage is not None else None
+    choice = _first_choice(obj.get("choices"))
+    if choice is None:
+        return [Delta(usage=usage)] if usage else []
+    d = choice.get("delta")
+    d = d if isinstance(d, dict) else {}
+    content, reasoning = _content_and_reasoning(d)
+    refusal, calls, finish = d.get("refusal"), d.get("tool_calls"), choice.get("finish_reason")
+    logprobs = choice.get("logprobs")
+    return [Delta(content=content, reasoning=reasoning, refusal=refusal if isinstance(refusal, str) else None,
+                  tool_calls=_tool_calls(calls) if calls is not None else None,
+                  finish_reason=_finish(finish) if finish else None,
+                  usage=usage, logprobs=logprobs if isinstance(logprobs, dict) else None)]
 
 
 def stream_decoder(native: bool = False) -> StreamDecoder:
