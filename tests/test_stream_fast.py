@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from gateway.core.sse import SSEDecoder
 from gateway.dialects import openai
-from gateway.dialects.base import SSEEvent, UpstreamError
+from gateway.dialects.base import Delta, SSEEvent, UpstreamError, Usage
+from gateway.front.chat_encode import ChunkBuilder
 from tests.test_dialect_fuzz import openai_events, values
 
 
@@ -103,3 +104,30 @@ def test_openai_short_way_gives_the_whole_way_deltas(events):
             got = exc.message
         if isinstance(event, dict) and event.get("error") is None:
             assert got == openai._deltas(orjson.loads(json.dumps(event)))
+
+
+texts = st.one_of(st.none(), st.sampled_from(["", " ", "<think>", "</think>", "<th", "hi", "\ud800"]),
+                  st.text(max_size=6))
+# Text, mostly with nothing else (as in most streams), sometimes with any of the other fields.
+deltas = st.fixed_dictionaries({"content": texts}, optional={
+    "reasoning": texts, "refusal": texts, "signature": st.sampled_from([None, "", "sig"]),
+    "tool_calls": st.sampled_from([None, [], [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{"}}]]),
+    "finish_reason": st.sampled_from([None, "", "stop", "length"]), "logprobs": st.one_of(st.none(), values),
+    "usage": st.sampled_from([None, Usage(1, 2)])}).map(lambda fields: Delta(**fields))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(deltas, max_size=8))
+def test_chunk_builder_short_way_gives_the_whole_way_bytes(stream):
+    fast, whole = ChunkBuilder("c", 1, "m", True, 3), ChunkBuilder("c", 1, "m", True, 3)
+    for delta in stream:
+        try:
+            got: object = fast.push(delta)
+        except orjson.JSONEncodeError as exc:
+            got = type(exc)
+        try:
+            want: object = whole._push(delta)
+        except orjson.JSONEncodeError as exc:
+            want = type(exc)
+        assert got == want
+    assert fast.finish() == whole.finish()

@@ -36,6 +36,7 @@ class ChunkBuilder:
                  prompt_estimate: int):
         self._head = (b'data: {"id":' + orjson.dumps(completion_id) + b',"object":"chat.completion.chunk","created":'
                       + str(created).encode() + b',"model":' + orjson.dumps(model) + b',')
+        self._content = self._head + b'"choices":[{"index":0,"delta":{"content":'
         self.include_usage = include_usage
         self.prompt_estimate = prompt_estimate
         self.usage: Usage | None = None
@@ -51,6 +52,17 @@ class ChunkBuilder:
 
     # -- public -----------------------------------------------------------
     def push(self, delta: Delta) -> bytes:
+        """Most deltas of a stream are more text, after the role and past any `<think>`: their chunk has one
+        shape, made here from fixed bytes; `_push` would make the same bytes of them, and takes every other."""
+        content = delta.content
+        if content and self._think.passing and self.sent_role and delta.usage is None and not delta.finish_reason \
+                and not delta.reasoning and not delta.refusal and not delta.tool_calls and not delta.signature \
+                and delta.logprobs is None:
+            self._text.append(content)
+            return self._content + orjson.dumps(content) + b'},"finish_reason":null}]}\n\n'
+        return self._push(delta)
+
+    def _push(self, delta: Delta) -> bytes:
         if delta.usage is not None:
             self.usage = delta.usage
         out: dict[str, Any] = {}

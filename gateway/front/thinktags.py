@@ -20,11 +20,12 @@ def _partial_suffix(text: str, tag: str) -> int:
 
 
 class ThinkSplitter:
-    __slots__ = ("_state", "_held")
+    __slots__ = ("_state", "_held", "passing")
 
     def __init__(self) -> None:
         self._state = _START
         self._held = ""
+        self.passing = False   # no tag can come any more: `feed` gives its text back as content, as is
 
     def feed(self, text: str) -> tuple[str, str]:
         """Return (reasoning, content) that can be released now."""
@@ -39,7 +40,7 @@ class ThinkSplitter:
                 self._held = text
                 return "", ""
             if not stripped.startswith(OPEN):
-                self._state = _PASS
+                self._state, self.passing = _PASS, True
                 return "", text
             self._state = _THINKING
             text = stripped[len(OPEN):]
@@ -55,7 +56,7 @@ class ThinkSplitter:
         if self._state == _AFTER:
             text = text.lstrip()
             if text:
-                self._state = _PASS
+                self._state, self.passing = _PASS, True
         return reasoning, text
 
     def flush(self) -> tuple[str, str]:
