@@ -8,7 +8,7 @@ headers here, so they answer alike.
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,55 +16,71 @@ from gateway.errors import BudgetExceeded, RateLimited
 
 SPAN = 60.0
 DAY = 86400.0
-
-
-class _Entry:
-    __slots__ = ("t", "amount", "alive")
-
-    def __init__(self, t: float, amount: int):
-        self.t, self.amount, self.alive = t, amount, True
+_BOUND = 2**62
 
 
 class Window:
-    """Amounts booked in the trailing `SPAN` seconds, with a running total."""
+    """Amounts booked in the trailing `SPAN` seconds, with a running total.
 
-    __slots__ = ("entries", "total")
+    Bookings live in two flat arrays (time, amount), not an object each: a key at 2,700 requests a second
+    holds three bookings per request for a minute (the request, its prompt estimate, its real tokens), and
+    as objects they took about 110 bytes apiece (50 MB at that rate); here 16. A booking's handle is its
+    sequence number, which stays valid as the arrays' pruned head is cut off.
+    """
+
+    __slots__ = ("_times", "_amounts", "_head", "_base", "total")
 
     def __init__(self) -> None:
-        self.entries: deque[_Entry] = deque()
+        self._times = array("d")
+        self._amounts = array("q")
+        self._head = 0      # index of the oldest booking still in the window
+        self._base = 0      # sequence number of index 0
         self.total = 0
 
     def prune(self, now: float) -> None:
-        entries, edge = self.entries, now - SPAN
-        while entries and entries[0].t <= edge:
-            entry = entries.popleft()
-            entry.alive = False
-            self.total -= entry.amount
+        times, amounts, edge = self._times, self._amounts, now - SPAN
+        head, end = self._head, len(times)
+        while head < end and times[head] <= edge:
+            self.total -= amounts[head]
+            head += 1
+        if head > 1024 and head * 2 > end:   # cut the dead head off once it is most of the arrays
+            del times[:head]
+            del amounts[:head]
+            self._base += head
+            head = 0
+        self._head = head
 
-    def add(self, now: float, amount: int) -> _Entry:
-        entry = _Entry(now, amount)
-        self.entries.append(entry)
+    def add(self, now: float, amount: int) -> int:
+        """Book `amount` at `now`; the handle `cancel` takes. Past +-2**62 (tokens no model bills, from a
+        hostile upstream's usage) it is clipped to fit the array's 64 bits, not refused mid-request."""
+        if not -_BOUND <= amount <= _BOUND:
+            amount = _BOUND if amount > 0 else -_BOUND
+        self._times.append(now)
+        self._amounts.append(amount)
         self.total += amount
-        return entry
+        return self._base + len(self._times) - 1
 
-    def cancel(self, entry: _Entry) -> None:
-        if entry.alive:
-            self.total -= entry.amount
-            entry.amount = 0
+    def cancel(self, handle: int) -> None:
+        """Take a booking back, if it is still in the window."""
+        i = handle - self._base
+        if i >= self._head:
+            self.total -= self._amounts[i]
+            self._amounts[i] = 0
 
     def wait_for_room(self, now: float, need: int, limit: int) -> float:
         """Seconds until `need` more fits under `limit` (0 when it fits now)."""
         excess = self.total + need - limit
         if excess <= 0:
             return 0.0
-        for entry in self.entries:
-            excess -= entry.amount
+        times, amounts = self._times, self._amounts
+        for i in range(self._head, len(times)):
+            excess -= amounts[i]
             if excess <= 0:
-                return max(entry.t + SPAN - now, 0.0)
+                return max(times[i] + SPAN - now, 0.0)
         return SPAN
 
     def reset_in(self, now: float) -> float:
-        return max(self.entries[0].t + SPAN - now, 0.0) if self.entries else 0.0
+        return max(self._times[self._head] + SPAN - now, 0.0) if self._head < len(self._times) else 0.0
 
 
 def period_start(period: str, now: float) -> float:
@@ -138,8 +154,8 @@ class Admission:
     """What one admitted request holds until it settles."""
 
     usage: KeyUsage
-    request_entry: _Entry
-    token_entry: _Entry
+    request_entry: int    # handles of its bookings in the key's windows
+    token_entry: int
     reserved_cost: float
     headers: dict[str, str]
     day_start: float
