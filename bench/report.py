@@ -91,10 +91,10 @@ def main(path: str) -> None:
     rows.extend(variant_rows(runs))
     hold = runs.get(("gateway", "hold"), {}).get("probe")
     if hold:
-        ok = hold["done_ok"] == hold["streams"] and hold["open_max"] == hold["streams"] and hold["rss_max_mb"] <= 250
+        ok = hold["done_ok"] == hold["streams"] and hold["open_max"] == hold["streams"] and hold["rss_max_mb"] <= 100
         rows.append((f"{hold['streams']} concurrent open streams: held / RSS MB", "",
                      f"{hold['open_max']} open at once, {hold['done_ok']} whole / {hold['rss_max_mb']:.0f}", "",
-                     "all held, <= 250", verdict(ok)))
+                     "all held, <= 100", verdict(ok)))   # issue 19: peak RSS at 1,000 open streams
     print("| measure | direct | gateway | gateway vs direct | target | |")
     print("| --- | --- | --- | --- | --- | --- |")
     for row in rows:
