@@ -15,7 +15,7 @@ providers:
 routes:
   gpt:
     retries: 0
-    timeout: 0.5
+    timeout: 2     # the trickle test needs it well under 5 s; 0.5 s gave 504s under a loaded CI (no headers in time)
     targets: [{{provider: up, model: m}}]
 """
 MSG = [{"role": "user", "content": "x"}]
