@@ -16,6 +16,7 @@
 # Knobs: REQS [300] WARMUP [100] UP_PORT [18280] GW_PORT [18281] OUT [$TMPDIR/gateway-instr/<time>]
 #        GATEWAY_ARGS [--no-access-log]; BENCH_VENV [.venv of the repo]
 # Kinds: ns s (chat), mns ms (messages), rns rs (responses), emb (embeddings).
+# SERVER=aiohttp|raw measures bench/floor.py's bare relay instead of the gateway (kind ns only).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -41,9 +42,14 @@ wait_up() { for _ in $(seq 600); do curl -s -o /dev/null -m 1 "$1" && return 0; 
 PIDS+=($!)
 wait_up "$UP/health"
 KEY=$(cd / && "$PY" "${SETUP:-$HERE/setup_gateway.py}" "$OUT/gw" "$UP/v1")
+if [ -n "${SERVER:-}" ]; then   # the floor instead of the gateway (bench/floor.py): aiohttp | raw
+  (cd "$OUT/gw" && exec env UPSTREAM="$UP/v1" PORT="$GW_PORT" valgrind --tool=callgrind --instr-atstart=no \
+     --callgrind-out-file="$OUT/callgrind.%p" "$BENCH_VENV/bin/python" "$HERE/floor.py" "$SERVER" > gateway.log 2>&1) &
+else
 (cd "$OUT/gw" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.%p" \
    "$BENCH_VENV/bin/python" -m gateway serve --config routes.yaml --db gateway.db --port "$GW_PORT" \
    ${GATEWAY_ARGS---no-access-log} > gateway.log 2>&1) &
+fi
 GW_PID=$!; PIDS+=("$GW_PID")
 wait_up "$GW/health"
 
