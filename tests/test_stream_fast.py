@@ -1,6 +1,6 @@
 """The stream path's short ways for common events give exactly what the whole way gives.
 
-SSE framing, the OpenAI decoder and the chat chunk builder each take a shorter way for
+SSE framing, the OpenAI decoder and each front's stream encoder take a shorter way for
 the usual event (one `data:` line; some text and nothing else). Each is checked against
 the whole way, on hostile input: odd line ends, NULs, invalid UTF-8, events of any shape.
 """
@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.core.sse import SSEDecoder
 from gateway.dialects import openai
 from gateway.dialects.base import Delta, SSEEvent, UpstreamError, Usage
-from gateway.front.chat_encode import ChunkBuilder
+from gateway.front import chat, messages, responses
 from tests.test_dialect_fuzz import openai_events, values
 
 
@@ -108,26 +109,41 @@ def test_openai_short_way_gives_the_whole_way_deltas(events):
 
 texts = st.one_of(st.none(), st.sampled_from(["", " ", "<think>", "</think>", "<th", "hi", "\ud800"]),
                   st.text(max_size=6))
-# Text, mostly with nothing else (as in most streams), sometimes with any of the other fields.
-deltas = st.fixed_dictionaries({"content": texts}, optional={
-    "reasoning": texts, "refusal": texts, "signature": st.sampled_from([None, "", "sig"]),
-    "tool_calls": st.sampled_from([None, [], [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{"}}]]),
-    "finish_reason": st.sampled_from([None, "", "stop", "length"]), "logprobs": st.one_of(st.none(), values),
-    "usage": st.sampled_from([None, Usage(1, 2)])}).map(lambda fields: Delta(**fields))
+# Text with nothing else (as most deltas of a stream), text with one other field, or any mix of fields.
+CALL = [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{"}}]
+SOME = {"reasoning": st.sampled_from(["r", "\ud800"]), "refusal": st.sampled_from(["no", " "]),
+        "signature": st.just("sig"), "tool_calls": st.just(CALL), "finish_reason": st.sampled_from(["stop", "length"]),
+        "logprobs": st.sampled_from([{}, {"content": []}]), "usage": st.just(Usage(1, 2)),
+        "native": st.sampled_from([{"type": "ping"}, {"type": "response.created"}])}
+ANY = {"reasoning": texts, "refusal": texts, "signature": st.sampled_from([None, "", "sig"]),
+       "tool_calls": st.sampled_from([None, [], CALL]), "finish_reason": st.sampled_from([None, "", "stop", "length"]),
+       "logprobs": st.one_of(st.none(), values), "usage": st.sampled_from([None, Usage(1, 2)]),
+       "native": st.sampled_from([None, {"type": "ping"}, {"type": "response.created"}])}
+words = st.one_of(st.sampled_from(["hi", " there", "."]), texts)
+deltas = st.one_of(
+    st.builds(Delta, words),
+    st.sampled_from(sorted(SOME)).flatmap(lambda name: st.builds(lambda text, value: Delta(text, **{name: value}),
+                                                                  words, SOME[name])),
+    st.fixed_dictionaries({"content": words}, optional=ANY).map(lambda fields: Delta(**fields)))
 
 
+ENCODERS = {"chat": chat.stream_encoder, "messages": messages.stream_encoder, "responses": responses.stream_encoder}
+
+
+def _outcome(step, *args):
+    """The bytes, or the kind of error (a lone surrogate cannot be JSON): both ways must agree on either."""
+    try:
+        return step(*args)
+    except orjson.JSONEncodeError as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize("front", ENCODERS)
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(deltas, max_size=8))
-def test_chunk_builder_short_way_gives_the_whole_way_bytes(stream):
-    fast, whole = ChunkBuilder("c", 1, "m", True, 3), ChunkBuilder("c", 1, "m", True, 3)
+@given(stream=st.lists(deltas, max_size=8))
+def test_encoder_short_way_gives_the_whole_way_bytes(front, stream):
+    fast, whole = (ENCODERS[front]("r", 1, "m", True, 3) for _ in range(2))
     for delta in stream:
-        try:
-            got: object = fast.push(delta)
-        except orjson.JSONEncodeError as exc:
-            got = type(exc)
-        try:
-            want: object = whole._push(delta)
-        except orjson.JSONEncodeError as exc:
-            want = type(exc)
-        assert got == want
-    assert fast.finish() == whole.finish()
+        assert _outcome(fast.push, delta) == _outcome(whole._push, delta)  # type: ignore[attr-defined]
+    assert _outcome(fast.finish) == _outcome(whole.finish)
+    assert fast.final_usage() == whole.final_usage()

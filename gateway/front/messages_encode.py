@@ -144,9 +144,21 @@ class MessagesStream:
         self._stop: tuple[Any, Any] | None = None
         self._stop_usage: dict[str, Any] | None = None   # the upstream's own message_delta usage (native)
         self._stop_extra: dict[str, Any] = {}   # and its other fields (`context_management`, say)
+        self._text_head = b""
 
     # -- the StreamEncoder protocol ----------------------------------------------------------------
     def push(self, delta: Delta) -> bytes:
+        """Most deltas of a stream are more text for the open text block, past any `<think>`: their event has
+        one shape, made here from fixed bytes; `_push` would make the same bytes of them, and takes every other."""
+        content = delta.content
+        if content and self._open == "text" and self._think.passing and delta.native is None and not self._native \
+                and delta.usage is None and not delta.finish_reason and not delta.reasoning and not delta.signature \
+                and not delta.refusal and not delta.tool_calls:
+            self._text.append(content)
+            return self._text_head + orjson.dumps(content) + b"}}\n\n"
+        return self._push(delta)
+
+    def _push(self, delta: Delta) -> bytes:
         if delta.native is not None:
             self._native = True
             return self._relay(delta.native)
@@ -223,6 +235,9 @@ class MessagesStream:
         out.append(event("content_block_start", {"type": "content_block_start", "index": self._next,
                                                  "content_block": block}))
         self._open = kind
+        if kind == "text":   # what every text delta of this block starts with
+            self._text_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                               + str(self._next).encode() + b',"delta":{"type":"text_delta","text":')
 
     def _close(self, out: list[bytes]) -> None:
         if self._open is not None:

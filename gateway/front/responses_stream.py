@@ -79,6 +79,21 @@ class ResponsesStream:
 
     # -- the StreamEncoder protocol ----------------------------------------------------------------
     def push(self, delta: Delta) -> bytes:
+        """Most deltas of a stream are more of the open text, past any `<think>`: `_push` would make the same
+        bytes of them, with more steps."""
+        content = delta.content
+        if content and self._think.passing and self._open == "message" and self._part == "output_text" \
+                and self._head and delta.native is None and not self._native and delta.usage is None \
+                and not delta.finish_reason and delta.reasoning is None and delta.refusal is None \
+                and not delta.tool_calls and not delta.signature:
+            self._texts.append(content)
+            self._written.append(content)
+            seq = self._seq
+            self._seq = seq + 1
+            return self._head + orjson.dumps(content) + self._tail + str(seq).encode() + b"}\n\n"
+        return self._push(delta)
+
+    def _push(self, delta: Delta) -> bytes:
         if delta.native is not None:
             self._native = True
             return self._relay(delta.native)
