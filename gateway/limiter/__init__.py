@@ -14,9 +14,9 @@ first use (`__getattr__`).
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from gateway.lazy import lazy
 from gateway.limiter.windows import DAY, SPAN, Admission, Budget, KeyUsage, Window, period_start
 
 if TYPE_CHECKING:
@@ -40,13 +40,7 @@ _LAZY = {**dict.fromkeys(("FactsSource", "Limiter", "LimiterUnavailable", "Ticke
                           "ledger_facts"), "gateway.limiter.base"),
          "MemoryLimiter": "gateway.limiter.memory", "LedgerFacts": "gateway.store"}
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _LAZY, globals())
 
 
 def open_limiter(url: str, fallback: str, clock: Clock, facts: FactsSource) -> Limiter:

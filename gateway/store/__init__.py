@@ -15,9 +15,9 @@ without the one and `spend` without the other, and each module a command imports
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from gateway.lazy import lazy
 from gateway.store.base import (
     KEY_COLUMNS,
     LEDGER_COLUMNS,
@@ -45,13 +45,7 @@ __all__ = ["KEY_COLUMNS", "LEDGER_COLUMNS", "DatabaseUnavailable", "KeyRow", "Le
 _LAZY = {"LedgerWriter": "gateway.store.ledger", "NullLedger": "gateway.store.ledger",
          "LedgerFacts": "gateway.store.rebuild", "read_ledger_facts": "gateway.store.rebuild"}
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy(__name__, _LAZY, globals())
 
 
 async def open_store(url: str, read_only: bool = False) -> Store:
