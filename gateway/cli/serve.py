@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 from typing import Any
@@ -21,6 +22,7 @@ from gateway.config import Config
 from gateway.store import DatabaseUnavailable
 
 SHUTDOWN_SECONDS = 15
+GC_YOUNG = 10_000   # net new container objects between young collections once serving (Python's default: 700)
 
 
 def _lift_open_files_limit() -> None:
@@ -70,6 +72,22 @@ def banner(config: Config, origin: str, db: str, limiter: str, master: bool, wor
     else:
         lines.append("gateway: admin API and dashboard off: no GATEWAY_MASTER_KEY (`gateway init` writes one to .env)")
     return "\n".join(lines)
+
+
+async def settle_gc(app: web.Application) -> None:
+    """At start-up's end: what start-up built (modules, routes, the app) is frozen out of the cyclic garbage
+    collector's walks, and a young collection waits for 10,000 net new objects rather than 700.
+
+    Under load the collector took 19-30 us a request (5% of the CPU), most of it walking start-up's 53,000
+    objects again in every full collection. Reference counting frees nearly all of a request's objects; a
+    cycle waits for the next collection, which at most 10,000 objects bring. Only `gateway serve` does this:
+    an app made inside another program (the tests) leaves that program's collector alone.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    logging.getLogger("gateway").debug("collector: %d start-up objects frozen, young collections every %d",
+                                       gc.get_freeze_count(), GC_YOUNG)
 
 
 def _say_stopping(app: web.Application, started: list[bool]) -> None:
@@ -129,6 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def app() -> web.Application:
         made = create_app(config, options)
         _say_stopping(made, started)
+        made.on_startup.append(settle_gc)
         return made
 
     run: dict[str, Any] = dict(access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_SECONDS,
