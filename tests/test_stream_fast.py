@@ -51,8 +51,14 @@ LINES = st.builds(lambda field, value, eol: field + value + eol,
                   st.sampled_from([b"data: ", b"data: ", b"data:", b"event: ", b": ", b"", b"data", b"retry: "]),
                   st.sampled_from([b"", b"x", b"[DONE]", b' {"a":"\xc3\xa9"}', b"\xff\x00", b"\xe2\x82", b"y" * 30]),
                   st.sampled_from([b"\n", b"\n", b"\n\n", b"\r\n", b"\r", b"\r\n\r\n"]))
+VALUES = st.sampled_from([b"", b"x", b"[DONE]", b' {"a":"\xc3\xa9"}', b"\xff\x00", b"\xe2\x82", b"y" * 30, b"a\rb"])
+# Named events (Anthropic, Responses): an `event: ` line, then a `data: ` line or two.
+NAMED = st.builds(lambda field, name, value, more, eol: field + name + b"\ndata: " + value + more + eol,
+                  st.sampled_from([b"event: ", b"event:"]), VALUES, VALUES,
+                  st.sampled_from([b"", b"\ndata: z", b"\n: c", b"\r\n"]),
+                  st.sampled_from([b"\n\n", b"\r\n\r\n", b"\n"]))
 # Each part ends a read or not, so events often begin in one read and end in another.
-streams = st.lists(st.tuples(st.one_of(LINES, st.sampled_from(PIECES)), st.booleans()), max_size=40)
+streams = st.lists(st.tuples(st.one_of(LINES, NAMED, st.sampled_from(PIECES)), st.booleans()), max_size=40)
 
 
 def _decoded(decoder: SSEDecoder, pieces: list[bytes]) -> list[object]:

@@ -44,13 +44,23 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         line = self._line
         for block in blocks:
-            # Nearly every event is one `data: ` line: it skips the line-by-line rules, which give the
-            # same event. A block that goes on an event begun in an earlier read goes line by line.
-            if block[:6] == b"data: " and 0x0A not in block and not self._data and self._event is None:   # \n
-                if len(block) > limit:
-                    raise UpstreamError(f"upstream sent a stream event over {limit} bytes")
-                events.append(SSEEvent(block[6:].decode("utf-8", "replace")))
-                continue
+            # Nearly every event is one `data: ` line, or (Anthropic, Responses) an `event: ` line and one
+            # `data: ` line: those skip the line-by-line rules, which give the same event. Any other block,
+            # and one that goes on an event begun in an earlier read, goes line by line.
+            if not self._data and self._event is None:
+                if block[:6] == b"data: " and 0x0A not in block:   # \n
+                    if len(block) > limit:
+                        raise UpstreamError(f"upstream sent a stream event over {limit} bytes")
+                    events.append(SSEEvent(block[6:].decode("utf-8", "replace")))
+                    continue
+                if block[:7] == b"event: ":
+                    name, _, data = block.partition(b"\n")
+                    if data[:6] == b"data: " and 0x0A not in data:
+                        if len(data) > limit:
+                            raise UpstreamError(f"upstream sent a stream event over {limit} bytes")
+                        text = data[6:].decode("utf-8", "replace")
+                        events.append(SSEEvent(text, name[7:].decode("utf-8", "replace")))
+                        continue
             for raw in block.split(b"\n"):
                 line(raw, events)
             line(b"", events)
