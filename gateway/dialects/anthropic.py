@@ -8,6 +8,7 @@ bodies. Pure data in, data out: no I/O, no clock, no aiohttp.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -151,15 +152,8 @@ class AnthropicStreamDecoder:
         if not isinstance(data, dict):
             return []
         kind: Any = event.event if event.event not in (None, "", "message") else data.get("type")   # any JSON
-        handler = {
-            "message_start": self._on_message_start,
-            "content_block_start": self._on_content_block_start,
-            "content_block_delta": self._on_content_block_delta,
-            "message_delta": self._on_message_delta,
-            "message_stop": self._on_message_stop,
-            "error": self._on_error,
-        }.get(kind)     # ping, content_block_stop and unknown events carry nothing for us
-        deltas = handler(data) if handler else []
+        handler = _HANDLERS.get(kind)     # ping, content_block_stop and unknown events carry nothing for us
+        deltas = handler(self, data) if handler else []
         if self._native and isinstance(kind, str):
             data["type"] = kind
             deltas.insert(0, Delta(native=data))
@@ -192,7 +186,7 @@ class AnthropicStreamDecoder:
         delta = _obj(data.get("delta"))
         kind = delta.get("type")
         if kind == "text_delta" and _str(delta.get("text")):
-            return [Delta(content=delta["text"])]
+            return [Delta(delta["text"])]   # positional: about half the cost of a keyword, once per event
         if kind == "thinking_delta" and _str(delta.get("thinking")):
             return [Delta(reasoning=delta["thinking"])]
         if kind == "signature_delta" and _str(delta.get("signature")):
@@ -230,6 +224,16 @@ class AnthropicStreamDecoder:
         if kind == "overloaded_error":
             raise UpstreamError(message, status=529, retryable=True)
         raise UpstreamError(message, status=502, retryable=False)
+
+
+_HANDLERS: dict[str, Callable[[AnthropicStreamDecoder, dict[str, Any]], list[Delta]]] = {
+    "message_start": AnthropicStreamDecoder._on_message_start,
+    "content_block_start": AnthropicStreamDecoder._on_content_block_start,
+    "content_block_delta": AnthropicStreamDecoder._on_content_block_delta,
+    "message_delta": AnthropicStreamDecoder._on_message_delta,
+    "message_stop": AnthropicStreamDecoder._on_message_stop,
+    "error": AnthropicStreamDecoder._on_error,
+}   # made once, not per event
 
 
 def output_cap(sent: dict[str, Any]) -> int | None:
