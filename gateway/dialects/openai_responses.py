@@ -195,7 +195,7 @@ class ResponsesStreamDecoder:
         if self._said and item != self._text_item:
             text = SEPARATOR + text
         self._said, self._text_item = True, item
-        return [Delta(content=text)]
+        return [Delta(text)]   # positional: about half the cost of a keyword, once per event
 
     def _reasoning(self, data: dict[str, Any]) -> list[Delta]:
         text = _str(data.get("delta"))
