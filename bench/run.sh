@@ -13,6 +13,7 @@
 #   CHUNKS [20] content chunks per stream; PROBES [300] streams timed for the first chunk
 #   HOLD [1000] streams held open at once, HOLD_SECS [8] for how long
 #   MANY_KEYS [10000] MANY_ROUTES [500] for the table-size runs; VROUNDS [2] rounds of those variant runs
+#   APIROUNDS [3] interleaved rounds of the other client APIs beside chat (two swung by 10 points run to run)
 #   ONLY [all]: "main" skips the variant runs and the held streams
 #   UP_PORT [18180] GW_PORT [18181]; BENCH_VENV [.venv of the repo]; OUT [$TMPDIR/gateway-bench/<time>]
 #   GATEWAY_ARGS extra `gateway serve` flags (default none: the gateway's own defaults, access log on, as
@@ -23,7 +24,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 DUR="${DUR:-5}"; WARM="${WARM:-1}"; CONC="${CONC:-32}"; CHUNKS="${CHUNKS:-20}"; PROBES="${PROBES:-300}"
 HOLD="${HOLD:-1000}"; HOLD_SECS="${HOLD_SECS:-8}"; MANY_KEYS="${MANY_KEYS:-10000}"; MANY_ROUTES="${MANY_ROUTES:-500}"
-VROUNDS="${VROUNDS:-2}"; ONLY="${ONLY:-all}"; UP_PORT="${UP_PORT:-18180}"; GW_PORT="${GW_PORT:-18181}"
+VROUNDS="${VROUNDS:-2}"; APIROUNDS="${APIROUNDS:-3}"; ONLY="${ONLY:-all}"; UP_PORT="${UP_PORT:-18180}"; GW_PORT="${GW_PORT:-18181}"
 BENCH_VENV="${BENCH_VENV:-$REPO/.venv}"
 OUT="${OUT:-${TMPDIR:-/tmp}/gateway-bench/$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
@@ -129,7 +130,7 @@ for run in "ns $CONC" "ns 1" "s $CONC" "s 1" "big $CONC"; do
   measure direct "$UP" x "$1" "$2"
   measure gateway "$GW" "$KEY" "$1" "$2" "$GW_PID"
 done
-for _ in 1 2; do   # other client APIs beside chat's CPU per request, interleaved (the report takes medians)
+for _ in $(seq "$APIROUNDS"); do   # other client APIs beside chat's CPU per request, interleaved (the report takes medians)
   for kind in ns mns rns emb s ms rs; do measure api "$GW" "$KEY" "$kind" "$CONC" "$GW_PID"; done
 done
 record "{\"name\":\"gateway\",\"kind\":\"rss\",\"hwm_kb\":$(status_kb "$GW_PID" VmHWM)}"
