@@ -284,11 +284,16 @@ class _Ledger:
         elif self.roll_ups:
             await self.store.insert_rows(rows)
         else:
-            import orjson
+            await asyncio.to_thread(_without_roll_ups, self.lite, [ledger_values(r) for r in rows])
 
-            from gateway.store.sqlite import _INSERT_LEDGER
-            batch = orjson.dumps([ledger_values(r) for r in rows]).decode()
-            await asyncio.to_thread(self.lite.execute, _INSERT_LEDGER, (batch,))
+
+def _without_roll_ups(conn: sqlite3.Connection, values: list[list[object]]) -> None:
+    """The store's insert of a batch, in a transaction of its own, without the roll-up statement."""
+    from gateway.store.sqlite import add_rows
+
+    conn.execute("BEGIN IMMEDIATE")
+    add_rows(conn, values)
+    conn.execute("COMMIT")
 
 
 async def _trigger_time(ledger: _Ledger) -> float | None:
@@ -313,11 +318,9 @@ async def _trigger_time(ledger: _Ledger) -> float | None:
 def _sqlite_roll_up_time(db: str, batches: int) -> dict[str, object]:
     """SQLite's roll-up statement timed on its own: the store's statements for a batch (sqlite._insert: the
     insert and ROLL_UP_SQLITE in one transaction) on a connection of this thread, each timed."""
-    import orjson
-
     from gateway.store.base import ledger_values
     from gateway.store.rollup import ROLL_UP_SQLITE
-    from gateway.store.sqlite import _INSERT_LEDGER
+    from gateway.store.sqlite import add_rows
 
     conn = sqlite3.connect(db, isolation_level=None)
     rest = roll_up = 0.0
@@ -326,11 +329,11 @@ def _sqlite_roll_up_time(db: str, batches: int) -> dict[str, object]:
             conn.execute(f"PRAGMA {pragma}")
         for b in range(batches):
             began = time.perf_counter()
-            batch = orjson.dumps([ledger_values(r) for r in _batch(10_000 + b)]).decode()
+            values = [ledger_values(r) for r in _batch(10_000 + b)]
             conn.execute("BEGIN IMMEDIATE")
-            added = conn.execute(_INSERT_LEDGER, (batch,))
+            before = add_rows(conn, values)
             inserted = time.perf_counter()
-            conn.execute(ROLL_UP_SQLITE, ((added.lastrowid or 0) - added.rowcount,))
+            conn.execute(ROLL_UP_SQLITE, (before,))
             rolled = time.perf_counter()
             conn.execute("COMMIT")
             rest += (inserted - began) + (time.perf_counter() - rolled)

@@ -193,12 +193,7 @@ def _insert(conn: sqlite3.Connection, rows: list[dict[str, Any]], strict: bool =
     try:
         conn.execute("BEGIN IMMEDIATE")     # the batch and its spend roll-ups: whole or not at all
         try:
-            before = None                    # the last id before the batch: its rows are the ids after it
-            for count, params in _statements(values):
-                added = conn.execute(_INSERT_ROWS[count], params)
-                if before is None:
-                    before = (added.lastrowid or 0) - added.rowcount
-            conn.execute(ROLL_UP_SQLITE, (before or 0,))
+            conn.execute(ROLL_UP_SQLITE, (add_rows(conn, values),))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -209,6 +204,17 @@ def _insert(conn: sqlite3.Connection, rows: list[dict[str, Any]], strict: bool =
     except (OverflowError, UnicodeEncodeError, sqlite3.ProgrammingError) as exc:   # a value sqlite3 cannot bind
         raise RowRefused(type(exc).__name__) from None
     # locked, disk full, I/O: DatabaseUnavailable (translated by _Worker), the ledger writer keeps the rows
+
+
+def add_rows(conn: sqlite3.Connection, values: list[list[Any]]) -> int:
+    """Insert the ledger rows (`ledger_values`) in the caller's transaction; the last id before them (the
+    batch's rows are the ids after it, which the roll-up statement reads). bench/ledger.py times it alone."""
+    before = None
+    for count, params in _statements(values):
+        added = conn.execute(_INSERT_ROWS[count], params)
+        if before is None:
+            before = (added.lastrowid or 0) - added.rowcount
+    return before or 0
 
 
 def _statements(values: list[list[Any]]) -> Iterator[tuple[int, list[Any]]]:
