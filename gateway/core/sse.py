@@ -40,7 +40,7 @@ class SSEDecoder:
         self._buf = lines.pop()
         limit = self.max_event
         if len(self._buf) > limit:
-            raise UpstreamError(f"upstream sent a stream event over {limit} bytes")
+            raise oversized(limit)
         events: list[SSEEvent] = []
         line = self._line
         for block in blocks:
@@ -50,14 +50,14 @@ class SSEDecoder:
             if not self._data and self._event is None:
                 if block[:6] == b"data: " and 0x0A not in block:   # \n
                     if len(block) > limit:
-                        raise UpstreamError(f"upstream sent a stream event over {limit} bytes")
+                        raise oversized(limit)
                     events.append(SSEEvent(block[6:].decode("utf-8", "replace")))
                     continue
                 if block[:7] == b"event: ":
                     name, _, data = block.partition(b"\n")
                     if data[:6] == b"data: " and 0x0A not in data:
                         if len(data) > limit:
-                            raise UpstreamError(f"upstream sent a stream event over {limit} bytes")
+                            raise oversized(limit)
                         text = data[6:].decode("utf-8", "replace")
                         events.append(SSEEvent(text, name[7:].decode("utf-8", "replace")))
                         continue
@@ -94,10 +94,14 @@ class SSEDecoder:
         if name == b"data":
             self._size += len(raw)
             if self._size > self.max_event:
-                raise UpstreamError(f"upstream sent a stream event over {self.max_event} bytes")
+                raise oversized(self.max_event)
             self._data.append(text)
         elif name == b"event":
             self._event = text
+
+
+def oversized(limit: int) -> UpstreamError:
+    return UpstreamError(f"upstream sent a stream event over {limit} bytes")
 
 
 def encode_data(payload: bytes) -> bytes:

@@ -68,6 +68,13 @@ class Delta:
     logprobs: dict[str, Any] | None = None
     native: dict[str, Any] | None = None   # the upstream event itself, for a front of the same API (pass-through)
 
+    @property
+    def text_only(self) -> bool:
+        """More text and nothing else: most deltas of a stream, which the client encoders write from fixed bytes."""
+        return bool(self.content) and not (self.reasoning or self.refusal or self.tool_calls or self.finish_reason
+                                           or self.signature) \
+            and self.usage is None and self.logprobs is None and self.native is None
+
 
 @dataclass(slots=True)
 class Completion:

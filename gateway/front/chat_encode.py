@@ -54,10 +54,8 @@ class ChunkBuilder:
     def push(self, delta: Delta) -> bytes:
         """Most deltas of a stream are more text, after the role and past any `<think>`: their chunk has one
         shape, made here from fixed bytes; `_push` would make the same bytes of them, and takes every other."""
-        content = delta.content
-        if content and self._think.passing and self.sent_role and delta.usage is None and not delta.finish_reason \
-                and not delta.reasoning and not delta.refusal and not delta.tool_calls and not delta.signature \
-                and delta.logprobs is None:
+        if delta.text_only and self._think.passing and self.sent_role:
+            content = delta.content or ""
             self._text.append(content)
             return self._content + orjson.dumps(content) + b'},"finish_reason":null}]}\n\n'
         return self._push(delta)

@@ -150,10 +150,8 @@ class MessagesStream:
     def push(self, delta: Delta) -> bytes:
         """Most deltas of a stream are more text for the open text block, past any `<think>`: their event has
         one shape, made here from fixed bytes; `_push` would make the same bytes of them, and takes every other."""
-        content = delta.content
-        if content and self._open == "text" and self._think.passing and delta.native is None and not self._native \
-                and delta.usage is None and not delta.finish_reason and not delta.reasoning and not delta.signature \
-                and not delta.refusal and not delta.tool_calls:
+        if delta.text_only and self._open == "text" and self._think.passing and not self._native:
+            content = delta.content or ""
             self._text.append(content)
             return self._text_head + orjson.dumps(content) + b"}}\n\n"
         return self._push(delta)

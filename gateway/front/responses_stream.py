@@ -81,11 +81,9 @@ class ResponsesStream:
     def push(self, delta: Delta) -> bytes:
         """Most deltas of a stream are more of the open text, past any `<think>`: `_push` would make the same
         bytes of them, with more steps."""
-        content = delta.content
-        if content and self._think.passing and self._open == "message" and self._part == "output_text" \
-                and self._head and delta.native is None and not self._native and delta.usage is None \
-                and not delta.finish_reason and delta.reasoning is None and delta.refusal is None \
-                and not delta.tool_calls and not delta.signature:
+        if delta.text_only and self._think.passing and self._open == "message" and self._part == "output_text" \
+                and self._head and not self._native:
+            content = delta.content or ""
             self._texts.append(content)
             self._written.append(content)
             seq = self._seq
