@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -41,15 +41,14 @@ from gateway.store.base import (
 from gateway.store.migrate import apply_migrations, migration_files
 from gateway.store.rollup import ROLL_UP_SQLITE, spend_since_sql, spend_sql
 
-# A batch travels as a few multi-row INSERTs, each with all its rows' values bound in one call (its own
-# transaction: whole or not at all): executemany would take the GIL back once per row and starve the event
-# loop under load, and one JSON parameter taken apart by json_extract (what this was) cost 2.4x the CPU
-# per row. Row counts per statement are powers of two up to _CHUNK, so at most eight statements exist and
-# sqlite3's statement cache keeps every one prepared.
-_CHUNK = 128     # x 22 columns: far below SQLite's 32,766 variables
+# A batch travels as one multi-row INSERT with all its rows' values bound in one call (its own transaction:
+# whole or not at all): executemany would take the GIL back once per row, and so did a run of smaller
+# statements (powers of two) under load, enough to hold a commit past 150 ms (test_faults); one JSON
+# parameter taken apart by json_extract (what this was) cost 2.4x the CPU per row. The statement for n rows
+# is made and prepared for each new n (sqlite3 keeps the last 128 prepared; preparing releases the GIL).
+_CHUNK = 1000    # rows a statement: x 22 columns, below SQLite's 32,766 variables; the writer's batches
 _ONE_ROW = "(" + ", ".join("?" for _ in LEDGER_COLUMNS) + ")"
-_INSERT_ROWS = {n: f"INSERT INTO requests ({', '.join(LEDGER_COLUMNS)}) VALUES " + ", ".join([_ONE_ROW] * n)
-                for n in (1 << i for i in range(_CHUNK.bit_length()))}
+_INSERT_HEAD = f"INSERT INTO requests ({', '.join(LEDGER_COLUMNS)}) VALUES "
 _KEYS = ", ".join(KEY_COLUMNS)
 _INSERT_RESPONSE = (f"INSERT OR IGNORE INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
                     f"VALUES ({', '.join('?' for _ in RESPONSE_COLUMNS)})")
@@ -210,20 +209,12 @@ def add_rows(conn: sqlite3.Connection, values: list[list[Any]]) -> int:
     """Insert the ledger rows (`ledger_values`) in the caller's transaction; the last id before them (the
     batch's rows are the ids after it, which the roll-up statement reads). bench/ledger.py times it alone."""
     before = None
-    for count, params in _statements(values):
-        added = conn.execute(_INSERT_ROWS[count], params)
+    for start in range(0, len(values), _CHUNK):
+        part = values[start:start + _CHUNK]
+        added = conn.execute(_INSERT_HEAD + ", ".join([_ONE_ROW] * len(part)), [v for row in part for v in row])
         if before is None:
             before = (added.lastrowid or 0) - added.rowcount
     return before or 0
-
-
-def _statements(values: list[list[Any]]) -> Iterator[tuple[int, list[Any]]]:
-    """The rows in runs of _CHUNK, the rest in descending powers of two, each run's values flat."""
-    start, left = 0, len(values)
-    while left:
-        count = _CHUNK if left >= _CHUNK else 1 << (left.bit_length() - 1)
-        yield count, [v for row in values[start:start + count] for v in row]
-        start, left = start + count, left - count
 
 
 def _insert_responses(conn: sqlite3.Connection, rows: list[tuple[str, ...]]) -> None:
