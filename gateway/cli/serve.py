@@ -22,7 +22,6 @@ from gateway.config import Config
 from gateway.store import DatabaseUnavailable
 
 SHUTDOWN_SECONDS = 15
-GC_YOUNG = 10_000   # net new container objects between young collections once serving (Python's default: 700)
 
 
 def _lift_open_files_limit() -> None:
@@ -75,19 +74,15 @@ def banner(config: Config, origin: str, db: str, limiter: str, master: bool, wor
 
 
 async def settle_gc(app: web.Application) -> None:
-    """At start-up's end: what start-up built (modules, routes, the app) is frozen out of the cyclic garbage
-    collector's walks, and a young collection waits for 10,000 net new objects rather than 700.
-
-    Under load the collector took 19-30 us a request (5% of the CPU), most of it walking start-up's 53,000
-    objects again in every full collection. Reference counting frees nearly all of a request's objects; a
-    cycle waits for the next collection, which at most 10,000 objects bring. Only `gateway serve` does this:
-    an app made inside another program (the tests) leaves that program's collector alone.
+    """At start-up's end, what start-up built (modules, routes, the app) is frozen out of the cyclic garbage
+    collector's walks: under load the collector took 19-30 us a request (5% of the CPU), most of it walking
+    start-up's 53,000 objects again in every full collection. Young collections keep Python's thresholds:
+    waiting for 10,000 objects instead let a 20,000-request run's memory grow 11% (tests/test_load.py).
+    Only `gateway serve` does this: an app made inside another program (the tests) leaves its collector alone.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
-    logging.getLogger("gateway").debug("collector: %d start-up objects frozen, young collections every %d",
-                                       gc.get_freeze_count(), GC_YOUNG)
+    logging.getLogger("gateway").debug("collector: %d start-up objects frozen", gc.get_freeze_count())
 
 
 def _say_stopping(app: web.Application, started: list[bool]) -> None:

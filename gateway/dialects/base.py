@@ -71,8 +71,8 @@ class Delta:
     @property
     def text_only(self) -> bool:
         """More text and nothing else: most deltas of a stream, which the client encoders write from fixed bytes."""
-        return bool(self.content) and not (self.reasoning or self.refusal or self.tool_calls or self.finish_reason
-                                           or self.signature) \
+        return bool(self.content) and self.reasoning is None and self.refusal is None \
+            and not (self.tool_calls or self.finish_reason or self.signature) \
             and self.usage is None and self.logprobs is None and self.native is None
 
 
