@@ -264,7 +264,7 @@ class _Ledger:
         else:
             self.lite = sqlite3.connect(self.db, isolation_level=None, check_same_thread=False)
             self.stack.callback(self.lite.close)
-            for pragma in ("busy_timeout=5000", "synchronous=NORMAL", "foreign_keys=ON"):    # as the store's
+            for pragma in ("busy_timeout=5000", "synchronous=NORMAL", "foreign_keys=ON"):    # as the store's then
                 self.lite.execute(f"PRAGMA {pragma}")
         return self
 
@@ -325,7 +325,7 @@ def _sqlite_roll_up_time(db: str, batches: int) -> dict[str, object]:
     conn = sqlite3.connect(db, isolation_level=None)
     rest = roll_up = 0.0
     try:
-        for pragma in ("busy_timeout=5000", "synchronous=NORMAL", "foreign_keys=ON"):
+        for pragma in ("busy_timeout=5000", "synchronous=NORMAL"):     # as the store's (no foreign_keys: 0007)
             conn.execute(f"PRAGMA {pragma}")
         for b in range(batches):
             began = time.perf_counter()

@@ -1,10 +1,10 @@
 """Poisoned values never stop the ledger (SPEC section 9), and never reach the database through a key name.
 
 A NUL, a lone surrogate, an over-long string or an absurd number in a ledger row is repaired the same
-way for SQLite and PostgreSQL; a row the database still refuses (a key deleted by hand under a running
-gateway) is set aside, counted in `gateway_ledger_rejected_rows_total` and logged, and the rows behind
-it land. Key names with control characters or of absurd length are a 400 (admin API) or a one-line
-error (CLI) on both stores.
+way for SQLite and PostgreSQL; a row the database still refuses (here: a constraint an operator added) is
+set aside, counted in `gateway_ledger_rejected_rows_total` and logged, and the rows behind it land. A key
+deleted by hand under a running gateway loses none of its rows (migrations/0007). Key names with control
+characters or of absurd length are a 400 (admin API) or a one-line error (CLI) on both stores.
 """
 from __future__ import annotations
 
@@ -69,17 +69,44 @@ async def test_an_upstream_error_full_of_nuls_blocks_no_row(gateway, upstream):
     assert await _metric(gateway, "gateway_ledger_rejected_rows_total") == 0
 
 
+async def _delete_key_by_hand(gateway, key_id: str) -> None:
+    db = str(gateway.db_path)
+    if is_postgres_url(db):
+        await pg_query(db, "DELETE FROM api_keys WHERE id = $1 RETURNING id", (key_id,))
+    else:
+        with sqlite3.connect(db) as con:
+            con.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
+        con.close()
+
+
+@BOTH_DBS
+async def test_a_key_deleted_by_hand_under_a_running_gateway_keeps_its_rows_and_spend(start_gateway):
+    """Once the ledger's foreign key refused these rows, and the key's spend went unrecorded (0007)."""
+    gateway = await start_gateway(key_poll_interval=3600)
+    gone, kept = await gateway.create_key(name="gone"), await gateway.create_key(name="kept")
+    await _delete_key_by_hand(gateway, gone["id"])
+    for key in (kept, gone, gone, kept):
+        assert (await gateway.post(key["key"], {"model": "demo", "messages": HI})).status == 200
+    rows = await gateway.rows("SELECT key_id, cost_usd FROM requests ORDER BY id")
+    assert [r["key_id"] for r in rows] == [kept["id"], gone["id"], gone["id"], kept["id"]]
+    spent = {r["key_id"]: r for r in await gateway.rows("SELECT key_id, name, requests, cost_usd FROM spend_by_key")}
+    assert spent[gone["id"]]["name"] is None and spent[gone["id"]]["requests"] == 2
+    assert spent[gone["id"]]["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows if r["key_id"] == gone["id"]))
+    assert await _metric(gateway, "gateway_ledger_rejected_rows_total") == 0
+
+
 @BOTH_DBS
 async def test_a_row_the_database_refuses_is_set_aside_and_counted(start_gateway, caplog):
-    """A key deleted by hand while the gateway still knows it: its row breaks the foreign key forever."""
+    """An operator's own constraint refuses one key's rows: those are set aside, the rows behind them land."""
     gateway = await start_gateway(key_poll_interval=3600)
     doomed, kept = await gateway.create_key(name="doomed"), await gateway.create_key(name="kept")
     db = str(gateway.db_path)
     if is_postgres_url(db):
-        await pg_query(db, "DELETE FROM api_keys WHERE id = $1 RETURNING id", (doomed["id"],))
+        await pg_query(db, f"ALTER TABLE requests ADD CONSTRAINT no_doomed CHECK (key_id <> '{doomed['id']}')")
     else:
         with sqlite3.connect(db) as con:
-            con.execute("DELETE FROM api_keys WHERE id = ?", (doomed["id"],))
+            con.execute(f"CREATE TRIGGER no_doomed BEFORE INSERT ON requests WHEN NEW.key_id = '{doomed['id']}' "
+                        "BEGIN SELECT RAISE(ABORT, 'not this key'); END")
         con.close()
     assert (await gateway.post(kept["key"], {"model": "demo", "messages": HI})).status == 200
     assert (await gateway.post(doomed["key"], {"model": "demo", "messages": HI})).status == 200
@@ -106,7 +133,7 @@ _KINDS = {"cost_usd": reals, "latency_ms": reals, "ttft_ms": reals,
           "reasoning_tokens": wholes, "total_tokens": wholes, "attempts": wholes}
 hostile_rows = st.fixed_dictionaries({
     **{c: _KINDS.get(c, maybe_texts) for c in LEDGER_COLUMNS if c not in ("request_id", "key_id")},
-    "key_id": st.sampled_from([KEY_ID] * 9 + ["key_never_made"]),        # a foreign key nothing repairs
+    "key_id": st.sampled_from([KEY_ID] * 9 + ["key_never_made"]),        # lands all the same (0007)
     "created_at": st.one_of(texts, st.sampled_from([None] + ["2024-05-10T12:00:00.000Z"] * 9)),
     "status": st.one_of(st.sampled_from(["ok", "error", "cancelled", "rejected"]), texts),
     "usage_source": st.one_of(st.sampled_from(["upstream", "estimated"]), texts),
@@ -216,7 +243,7 @@ def test_any_row_is_repaired_alike_on_both_stores_or_set_aside(tmp_path, pg_data
     def check(hostile, normals):
         rows = [{**row, "request_id": f"hostile-{i:02}"} for i, row in enumerate(hostile)]
         rows += [_normal(n) for n in range(normals)]
-        refused = {r["request_id"] for r in rows if r["key_id"] != KEY_ID or r["created_at"] is None}
+        refused = {r["request_id"] for r in rows if r["created_at"] is None}     # NOT NULL: nothing repairs it
         results = [loop.run_until_complete(write(store, reader, rows))
                    for store, reader in zip(stores, readers, strict=True)]
         for ledger, stored, rolled_up in results:

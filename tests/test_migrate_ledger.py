@@ -2,7 +2,8 @@
 columns of 0003, or before the spend roll-ups of 0005; rows written as the gateway then wrote them) opens
 under the current one on SQLite and PostgreSQL, every row kept with every value, the new columns at their
 defaults, the roll-ups built from its rows so the spend views and the facts budgets are rebuilt from
-equal the sums over every row; and the upgraded ledger takes new rows at once.
+equal the sums over every row; and the upgraded ledger takes new rows at once, of any key (0007 drops the
+check against `api_keys`).
 """
 from __future__ import annotations
 
@@ -150,6 +151,9 @@ async def test_a_ledger_of_the_previous_schema_is_upgraded_in_place(kind, previo
                                   "endpoint": "messages"}])
         assert await sql(url, "SELECT endpoint, cached_tokens, cache_write_tokens FROM requests WHERE "
                               "request_id = 'new'") == [("messages", 60, 10)]
+        await store.insert_rows([{"request_id": "orphan", "key_id": "key_deleted_by_hand", "status": "ok",
+                                  "created_at": utc_iso(T0 + 19 * DAY), "cost_usd": 0.5}])   # 0007: no key check
+        assert await sql(url, "SELECT key_id FROM requests WHERE request_id = 'orphan'") == [("key_deleted_by_hand",)]
         day = utc_iso(T0 + 19 * DAY)[:10]
         (row,) = await sql(url, "SELECT cached_tokens FROM spend_by_day WHERE day = ?", (day,))
         assert row == (60,)

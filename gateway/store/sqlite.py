@@ -153,7 +153,7 @@ def _connect(path: str) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        # foreign_keys stays off: the ledger takes rows of keys deleted by hand (migrations/0007)
         apply_migrations(conn)
     except BaseException as exc:
         if conn is not None:
@@ -200,7 +200,7 @@ def _insert(conn: sqlite3.Connection, rows: list[dict[str, Any]], strict: bool =
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-    except _REFUSED as exc:            # a CHECK, NOT NULL or foreign key; a value too big
+    except _REFUSED as exc:            # a CHECK, NOT NULL or an operator's trigger; a value too big
         raise RowRefused(f"{type(exc).__name__} ({exc.sqlite_errorname})") from None
     # locked, disk full, I/O: DatabaseUnavailable (translated by _Worker), the ledger writer keeps the rows
 
