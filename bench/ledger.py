@@ -14,7 +14,8 @@ migrations, whose time is `first_open_s`), then the same reads in its own proces
 (`inproc_*`: without Python's start-up, which dominates once the reads are small). `write` times the
 ledger's own write path on the big ledger (batches of 1,000 rows over 201 keys, on a connection held
 from batch to batch as the gateway's drain holds one; see _Ledger) and the roll-ups' own share of it
-(`rollup_*`: PostgreSQL's trigger as the server counts it, SQLite's statement timed alone); `--against` a
+(`rollup_*`: PostgreSQL's trigger as the server counts it, SQLite's statement timed alone; on SQLite also
+`same_file_*`, the store's write against the write before the roll-ups in the same file); `--against` a
 copy in the schema before the roll-ups also writes each batch there as the code before them did, batch
 for batch in turn, and gives the difference batch by batch (`write_vs_baseline`: two databases, so it
 carries more noise than `rollup_*`). bench/ledger.sh runs all of it against the code before and after
@@ -316,32 +317,48 @@ async def _trigger_time(ledger: _Ledger) -> float | None:
 
 
 def _sqlite_roll_up_time(db: str, batches: int) -> dict[str, object]:
-    """SQLite's roll-up statement timed on its own: the store's statements for a batch (sqlite._insert: the
-    insert and ROLL_UP_SQLITE in one transaction) on a connection of this thread, each timed."""
+    """SQLite's roll-up statement timed on its own (the store's statements for a batch, sqlite._insert: the
+    insert and ROLL_UP_SQLITE in one transaction, each timed), and the store's write against the write before
+    the roll-ups (no roll-up statement, foreign_keys on, as before migration 0007) in the same file, batch by
+    batch in turn: two files (`--against`) differ by their page cache more than the two writes do. A WAL
+    checkpoint lands on whichever commit crosses its threshold (some 30 ms on one batch in five or so), so
+    the two are compared by their total time over many batches, not batch by batch."""
     from gateway.store.base import ledger_values
     from gateway.store.rollup import ROLL_UP_SQLITE
     from gateway.store.sqlite import add_rows
 
-    conn = sqlite3.connect(db, isolation_level=None)
-    rest = roll_up = 0.0
-    try:
-        for pragma in ("busy_timeout=5000", "synchronous=NORMAL"):     # as the store's (no foreign_keys: 0007)
+    def connect(foreign_keys: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(db, isolation_level=None)
+        for pragma in ("busy_timeout=5000", "synchronous=NORMAL", *(("foreign_keys=ON",) if foreign_keys else ())):
             conn.execute(f"PRAGMA {pragma}")
-        for b in range(batches):
+        return conn
+
+    store, before = connect(False), connect(True)
+    rest = roll_up = 0.0
+    whole = {"store": 0.0, "before": 0.0}
+    try:
+        for b in range(2 * batches):
+            side = ("store", "before")[(b + b // 2) % 2]          # store, before, before, store, ...
+            conn = store if side == "store" else before
             began = time.perf_counter()
             values = [ledger_values(r) for r in _batch(10_000 + b)]
             conn.execute("BEGIN IMMEDIATE")
-            before = add_rows(conn, values)
+            last = add_rows(conn, values)
             inserted = time.perf_counter()
-            conn.execute(ROLL_UP_SQLITE, (before,))
+            if side == "store":
+                conn.execute(ROLL_UP_SQLITE, (last,))
             rolled = time.perf_counter()
             conn.execute("COMMIT")
-            rest += (inserted - began) + (time.perf_counter() - rolled)
-            roll_up += rolled - inserted
+            whole[side] += time.perf_counter() - began
+            if side == "store":
+                rest += (inserted - began) + (time.perf_counter() - rolled)
+                roll_up += rolled - inserted
     finally:
-        conn.close()
+        store.close()
+        before.close()
     return {"rollup_statement_us_per_row": round(roll_up / (batches * 1000) * 1e6, 2),
-            "rollup_statement_vs_rest_of_write": f"+{100 * roll_up / rest:.1f}%"}
+            "rollup_statement_vs_rest_of_write": f"+{100 * roll_up / rest:.1f}%",
+            "same_file_write_vs_before": f"{100 * (whole['store'] / whole['before'] - 1):+.1f}%"}
 
 
 async def write(db: str, batches: int, against: str | None) -> None:
