@@ -25,6 +25,7 @@ from gateway.store import LEDGER_COLUMNS, LedgerWriter, Store, is_postgres_url, 
 from tests.conftest import BOTH_DBS, MASTER, check_error
 from tests.fakes import Behaviour
 from tests.pg import query as pg_query
+from tests.test_ledger_meaning import readme_queries, run_sql
 
 HI = [{"role": "user", "content": "hi"}]
 AUTH = {"Authorization": f"Bearer {MASTER}"}
@@ -93,6 +94,9 @@ async def test_a_key_deleted_by_hand_under_a_running_gateway_keeps_its_rows_and_
     assert spent[gone["id"]]["name"] is None and spent[gone["id"]]["requests"] == 2
     assert spent[gone["id"]]["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows if r["key_id"] == gone["id"]))
     assert await _metric(gateway, "gateway_ledger_rejected_rows_total") == 0
+    after = 'psql "$GATEWAY_DB"' if is_postgres_url(str(gateway.db_path)) else "sqlite3 gateway.db"
+    per_key = readme_queries(after)[0]                  # the README's "spend per key this month"
+    assert {name: n for name, n, *_ in await run_sql(gateway.db_path, per_key)} == {"kept": 2, gone["id"]: 2}
 
 
 @BOTH_DBS
